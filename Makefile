@@ -1,0 +1,36 @@
+# postwarden — the two commands are `make run` and `make test`; both do all set-up.
+PYTHON    ?= python3
+VENV      := .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+# postfix: the tests' private instances; libmilter-dev: pymilter builds against it;
+# swaks: the demo's and tests' SMTP client; dnsmasq-base: the loopback DNS server of DKIM tests.
+DEBIAN_PACKAGES := postfix libmilter-dev swaks dnsmasq-base openssl
+
+.PHONY: deps system-deps test run lint bench clean
+
+deps: system-deps $(STAMP)
+
+system-deps:
+	@tools/install-system-deps $(DEBIAN_PACKAGES)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+test: deps
+	$(PY) -m ruff check postwarden tests tools
+	$(PY) -m pytest tests
+
+run: deps
+	$(PY) -m postwarden.devrun
+
+lint: deps
+	$(PY) -m ruff check postwarden tests tools
+
+bench: deps
+	$(PY) -m tests.bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

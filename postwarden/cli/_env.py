@@ -1,0 +1,81 @@
+"""What every command receives: streams, where the settings and state live, output format.
+
+Description:
+    Commands never read ``sys.argv``, ``os.environ`` or the real streams themselves; they get
+    an :class:`Environment`, so tests call ``main(argv, env)`` and look at what was written.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from postwarden.errors import PostwardenError
+
+DEFAULT_SETTINGS = Path("/etc/postwarden/settings.yaml")
+DEFAULT_STATE_DIR = Path("/var/lib/postwarden")
+
+
+class BadInput(PostwardenError):
+    """Bad input."""
+
+
+class ExitStatus(enum.IntEnum):
+    OK = 0
+    ERROR = 1  # bad input, invalid settings, refused change
+    USAGE = 2  # the command line itself is wrong (argparse)
+
+
+@dataclass
+class Environment:
+    """The outside world of one command run."""
+
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    stdin: TextIO = field(default_factory=lambda: sys.stdin)
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    json: bool = False
+    settings_path: Path = DEFAULT_SETTINGS
+    state_dir: Path = DEFAULT_STATE_DIR
+
+    def configure(self, settings: str | None, state_dir: str | None, as_json: bool) -> None:
+        """Apply the common options, falling back to the environment, then the defaults."""
+        self.json = as_json
+        self.settings_path = Path(
+            settings or self.environ.get("POSTWARDEN_SETTINGS") or DEFAULT_SETTINGS
+        )
+        self.state_dir = Path(
+            state_dir or self.environ.get("POSTWARDEN_STATE_DIR") or DEFAULT_STATE_DIR
+        )
+
+    def emit(self, data: Any, text: str | Callable[[], str]) -> None:
+        """Print *data* as JSON under ``--json``, else the human *text*."""
+        if self.json:
+            json.dump(data, self.stdout, indent=2, sort_keys=False)
+            self.stdout.write("\n")
+        else:
+            rendered = text() if callable(text) else text
+            if rendered:
+                self.stdout.write(rendered.rstrip("\n") + "\n")
+
+    def note(self, message: str) -> None:
+        """A remark for a human (stderr, so ``--json`` output stays parseable)."""
+        self.stderr.write(f"postwarden: {message}\n")
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    """A plain left-aligned text table."""
+    if not rows:
+        return ""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = [headers, *rows]
+    return "\n".join(
+        "  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )

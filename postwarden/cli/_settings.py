@@ -1,0 +1,68 @@
+"""Helpers the commands share for reading and changing the settings file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from postwarden.cli._env import Environment
+from postwarden.errors import PostwardenError
+from postwarden.settings.load import Loaded
+from postwarden.settings.model import DomainBlock, Settings
+from postwarden.settings.schema import Domain
+from postwarden.settings.snapshot import governing_domain, hosted_domains
+from postwarden.settings.store import EditResult, edit_settings, read_settings
+
+
+class NotHosted(PostwardenError):
+    """The domain is not hosted here."""
+
+
+def load(env: Environment) -> Loaded:
+    loaded = read_settings(env.settings_path)
+    for finding in loaded.warnings:
+        env.note(str(finding))
+    return loaded
+
+
+def edit(env: Environment, change: Callable[[Settings], Settings]) -> EditResult:
+    """Apply *change*; print warnings the change introduced (not ones that were there)."""
+    result = edit_settings(env.settings_path, change)
+    before = {(f.setting, f.message) for f in result.before.warnings}
+    for finding in result.after.warnings:
+        if (finding.setting, finding.message) not in before:
+            env.note(str(finding))
+    return result
+
+
+def selected_domain(settings: Settings, requested: str | None) -> str:
+    """The hosted domain ``--domain`` names (normalized), default the primary."""
+    if not requested:
+        return settings.primary_domain
+    try:
+        domain = Domain().from_text(requested)
+    except ValueError as exc:
+        raise NotHosted(str(exc)) from None
+    if domain not in hosted_domains(settings):
+        raise NotHosted(f"{domain} is not a hosted domain (see `postwarden domain list`)")
+    return domain
+
+
+def own_block(settings: Settings, domain: str) -> tuple[DomainBlock, str | None]:
+    """The block to change for *domain*, and the domain it was copied from, if any.
+
+    A domain that uses its parent's block gets its own copy first: the change must not
+    alter the parent, and starting empty would silently drop the parent's lists.
+    """
+    block = settings.domains.get(domain)
+    if block is not None:
+        return block, None
+    source = governing_domain(settings, domain)
+    if source is None:
+        return DomainBlock(), None
+    return settings.domains[source] or DomainBlock(), source
+
+
+def with_block(settings: Settings, domain: str, block: DomainBlock) -> Settings:
+    """*settings* with *domain*'s block replaced."""
+    return replace(settings, domains={**settings.domains, domain: block})

@@ -1,0 +1,78 @@
+"""``postwarden check [FILE] [--postfix]``: validate a settings file.
+
+Exit status 0 when the file is valid (warnings allowed), 1 when it is not. Every problem is
+printed as ``FILE:LINE: setting: message``, so editors and CI logs can jump to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from postwarden.cli._command import Command
+from postwarden.cli._env import Environment, ExitStatus
+from postwarden.postfix.domains import compare_hosted
+from postwarden.settings.load import Finding, SettingsInvalid, load_text
+from postwarden.settings.snapshot import hosted_domains
+
+
+def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", nargs="?", help="default: the settings file")
+    parser.add_argument(
+        "--postfix",
+        action="store_true",
+        help="also compare the hosted domains with Postfix's address classes",
+    )
+    parser.add_argument(
+        "--postfix-config-dir", metavar="DIR", help="the Postfix instance to compare with"
+    )
+
+
+def _as_json(finding: Finding) -> dict[str, object]:
+    return {"line": finding.line, "setting": finding.setting, "message": finding.message}
+
+
+def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    path = Path(args.file) if args.file else env.settings_path
+    data = path.read_bytes()
+    try:
+        loaded = load_text(data, str(path))
+    except SettingsInvalid as exc:
+        findings = exc.findings
+        errors = [f for f in findings if not f.warning]
+        warnings = [f for f in findings if f.warning]
+        env.emit(
+            {
+                "file": str(path),
+                "valid": False,
+                "errors": [_as_json(f) for f in errors],
+                "warnings": [_as_json(f) for f in warnings],
+            },
+            lambda: (
+                "\n".join(str(f) for f in findings)
+                + f"\n{path}: invalid: {len(errors)} error(s), {len(warnings)} warning(s)"
+            ),
+        )
+        return ExitStatus.ERROR
+    postfix_warnings: list[str] = []
+    if args.postfix:
+        postfix_warnings = compare_hosted(hosted_domains(loaded.settings), args.postfix_config_dir)
+    count = len(loaded.warnings) + len(postfix_warnings)
+    env.emit(
+        {
+            "file": str(path),
+            "valid": True,
+            "errors": [],
+            "warnings": [_as_json(f) for f in loaded.warnings]
+            + [{"line": 0, "setting": "postfix", "message": w} for w in postfix_warnings],
+        },
+        lambda: (
+            "".join(f"{f}\n" for f in loaded.warnings)
+            + "".join(f"{path}: warning: postfix: {w}\n" for w in postfix_warnings)
+            + f"{path}: valid ({count} warning(s))"
+        ),
+    )
+    return ExitStatus.OK
+
+
+COMMAND = Command("check", "validate a settings file (exit 0 valid, 1 invalid)", configure, run)

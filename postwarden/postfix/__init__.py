@@ -1,0 +1,1 @@
+"""Talking to the local Postfix installation: reading its parameters and tables."""

@@ -1,0 +1,55 @@
+"""Compare postwarden's hosted domains with the domains Postfix accepts mail for.
+
+Description:
+    Postfix decides which domains it receives for through its address classes
+    (``mydestination``, ``virtual_alias_domains``, ``virtual_mailbox_domains``,
+    ``relay_domains``); postwarden's settings apply only to the domains listed as hosted.
+    When the two disagree, either mail postwarden should judge reaches Postfix under no
+    postwarden settings, or postwarden holds settings Postfix never uses. Both are warnings.
+"""
+
+from __future__ import annotations
+
+from postwarden.postfix.postconf import ADDRESS_CLASSES, parameters, split_list, table_has
+
+
+def _is_table(item: str) -> bool:
+    return ":" in item and not item.startswith("[")
+
+
+def compare_hosted(hosted: list[str], config_dir: str | None = None) -> list[str]:
+    """Warnings where *hosted* and Postfix's address classes disagree."""
+    values = parameters([*ADDRESS_CLASSES, "myhostname"], config_dir)
+    literal: dict[str, str] = {}
+    tables: list[tuple[str, str]] = []
+    for name in ADDRESS_CLASSES:
+        for item in split_list(values[name]):
+            if _is_table(item):
+                tables.append((name, item))
+            else:
+                literal.setdefault(item.lower().rstrip("."), name)
+    warnings: list[str] = []
+    unreadable: set[str] = set()
+    for domain in hosted:
+        if domain in literal:
+            continue
+        found = False
+        for _, table in tables:
+            answer = table_has(table, domain, config_dir)
+            if answer is None:
+                unreadable.add(table)
+            found = found or bool(answer)
+        if not found:
+            warnings.append(
+                f"{domain} is hosted in postwarden but Postfix does not receive mail for it"
+                f" (not in {', '.join(ADDRESS_CLASSES)})"
+            )
+    own_names = {values["myhostname"].lower(), "localhost", "localhost.localdomain"}
+    for domain, parameter in literal.items():
+        if domain not in hosted and domain not in own_names and "." in domain:
+            warnings.append(
+                f"Postfix receives mail for {domain} ({parameter}) but postwarden does not host"
+                " it: no postwarden settings apply to its mail"
+            )
+    warnings.extend(f"could not read Postfix table {table}" for table in sorted(unreadable))
+    return warnings

@@ -1,0 +1,63 @@
+"""Read Postfix parameters and query its lookup tables with ``postconf`` and ``postmap``.
+
+Description:
+    Used by the command line only (``check --postfix``, ``postfix-config``), never on a
+    request path. ``config_dir`` selects a Postfix instance (``postconf -c DIR``).
+
+Errors:
+    :class:`PostfixUnavailable` when the tools are missing or fail.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+from postwarden.errors import PostwardenError
+
+ADDRESS_CLASSES = (
+    "mydestination",
+    "virtual_alias_domains",
+    "virtual_mailbox_domains",
+    "relay_domains",
+)
+
+
+class PostfixUnavailable(PostwardenError):
+    """Postfix's postconf/postmap could not be run."""
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    if shutil.which(argv[0]) is None:
+        raise PostfixUnavailable(f"{argv[0]} not found: is Postfix installed?")
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+
+
+def _config_args(config_dir: str | None) -> list[str]:
+    return ["-c", config_dir] if config_dir else []
+
+
+def parameters(names: Sequence[str], config_dir: str | None = None) -> dict[str, str]:
+    """The expanded values of Postfix parameters (``postconf -xh``)."""
+    result = _run(["postconf", *_config_args(config_dir), "-xh", *names])
+    if result.returncode != 0:
+        raise PostfixUnavailable(f"postconf failed: {result.stderr.strip()}")
+    values = result.stdout.splitlines()
+    return dict(zip(names, values, strict=True))
+
+
+def split_list(value: str) -> list[str]:
+    """A Postfix list value: items separated by commas and/or whitespace."""
+    return [item for item in re.split(r"[\s,]+", value) if item]
+
+
+def table_has(table: str, key: str, config_dir: str | None = None) -> bool | None:
+    """Whether ``postmap -q KEY TABLE`` finds *key*; ``None`` when the table cannot be read."""
+    result = _run(["postmap", *_config_args(config_dir), "-q", key, table])
+    if result.returncode == 0:
+        return True
+    if result.returncode == 1 and not result.stderr.strip():
+        return False
+    return None

@@ -1,0 +1,107 @@
+"""Rules that span several settings: uniqueness, references, overlaps.
+
+Description:
+    The schema checks each value on its own (types, bounds, limits); this module checks how
+    values relate: unique rule names and policy titles, routes that rules refer to, gateway
+    options that need one another, and overlaps within an IP list (warnings only: an IP in both
+    the allowed and the blocked list is valid and means "received").
+
+Errors:
+    Findings go to a :class:`~postwarden.settings.schema.Report` with the path of the setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from postwarden.settings.model import DomainBlock, Settings
+from postwarden.settings.schema import IpEntry, Path, Report
+from postwarden.util.iptable import find_overlaps
+
+
+def check_settings(settings: Settings, report: Report) -> None:
+    """Report every cross-setting problem of *settings*."""
+    for domain, block in settings.domains.items():
+        if block is not None:
+            _check_block(block, ("domains", domain), settings, report)
+    _check_ip_list(settings.trusted_networks, ("trusted_networks",), report)
+
+
+def _check_block(block: DomainBlock, path: Path, settings: Settings, report: Report) -> None:
+    for name in ("allowed_ips", "blocked_ips"):
+        _check_ip_list(getattr(block, name), (*path, name), report)
+    _check_ip_list(block.gateway.ips, (*path, "gateway", "ips"), report)
+    _check_unique((r.name for r in block.spam_rules), (*path, "spam_rules"), "name", report)
+    _check_unique((p.title for p in block.tls_policies), (*path, "tls_policies"), "title", report)
+    for list_name in ("inbound_routing", "outbound_routing"):
+        rules = getattr(block, list_name)
+        _check_unique((r.name for r in rules), (*path, list_name), "name", report)
+        for index, rule in enumerate(rules):
+            _check_route(rule.route, (*path, list_name, index, "route"), settings, report)
+    _check_gateway(block, (*path, "gateway"), settings, report)
+    for index, policy in enumerate(block.tls_policies):
+        at = (*path, "tls_policies", index)
+        if policy.target == "incoming" and (policy.trusted_ca or policy.hostname_match):
+            report.error(at, "trusted_ca and hostname_match apply to outgoing policies only")
+        if not policy.partners and not report.has_errors_under((*at, "partners")):
+            report.error((*at, "partners"), "name at least one partner domain")
+        _check_unique(policy.partners, (*at, "partners"), "partner", report, warn=True)
+
+
+def _check_gateway(block: DomainBlock, path: Path, settings: Settings, report: Report) -> None:
+    gateway = block.gateway
+    if gateway.route:
+        _check_route(gateway.route, (*path, "route"), settings, report)
+    if not gateway.enabled or report.has_errors_under(path):
+        return
+    if gateway.only_from_gateway and not gateway.ips:
+        report.error(
+            (*path, "ips"),
+            "only_from_gateway is on but no gateway IPs are listed: all external mail"
+            " would be rejected",
+        )
+    if gateway.internal_via_gateway and not gateway.route:
+        report.error((*path, "route"), "internal_via_gateway needs the route to the gateway")
+
+
+def _check_route(name: str, path: Path, settings: Settings, report: Report) -> None:
+    if name and name not in settings.routes:
+        known = ", ".join(sorted(settings.routes)) or "none defined"
+        report.error(path, f"route {name!r} does not exist (routes: {known})")
+
+
+def _check_unique(
+    values: Iterable[str], path: Path, noun: str, report: Report, *, warn: bool = False
+) -> None:
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            message = f"{noun} {value!r} is used twice"
+            if warn:
+                report.warn((*path, index), message)
+            else:
+                report.error((*path, index), message)
+        seen.add(value)
+
+
+def _check_ip_list(entries: Sequence[IpEntry], path: Path, report: Report) -> None:
+    """Warn about duplicates and overlaps within one list."""
+    first_at: dict[object, int] = {}
+    for index, entry in enumerate(entries):
+        if entry.range in first_at:
+            report.warn(
+                (*path, index), f"{entry.text} is listed twice (also at [{first_at[entry.range]}])"
+            )
+        else:
+            first_at[entry.range] = index
+    unique = list(first_at.values())
+    for i, j in find_overlaps(entries[index].range for index in unique):
+        first, second = unique[i], unique[j]
+        a, b = entries[first], entries[second]
+        if a.range.contains(b.range):
+            message = f"{b.text} is inside {a.text} (at [{first}])"
+        elif b.range.contains(a.range):
+            message = f"{b.text} contains {a.text} (at [{first}])"
+        else:
+            message = f"{b.text} overlaps {a.text} (at [{first}])"
+        report.warn((*path, second), message)

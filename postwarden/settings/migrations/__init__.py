@@ -1,0 +1,11 @@
+"""State-database migrations, one module per ``PRAGMA user_version``, applied in order.
+
+Each module defines ``VERSION`` (the user_version it produces) and ``upgrade(conn)``, which
+runs inside the transaction that also sets the new version, so a failed step leaves the
+database as it was.
+"""
+
+from postwarden.settings.migrations import v1_initial
+
+MIGRATIONS = (v1_initial,)
+LATEST = MIGRATIONS[-1].VERSION

@@ -1,0 +1,105 @@
+"""The daemons' one door to the settings: the last good snapshot, reloaded on change.
+
+Description:
+    :class:`SnapshotSource` holds the current :class:`~postwarden.settings.snapshot.Snapshot`
+    and replaces it when the file changes. :meth:`SnapshotSource.refresh` is cheap when
+    nothing changed (one ``stat``), so a daemon calls it every second from a worker thread
+    (compiling never runs on an event loop) and on SIGHUP with ``force=True``.
+
+    A file that cannot be read or does not validate never replaces the last good snapshot: the
+    problems are logged once per distinct content, and the daemon keeps answering with what it
+    had. Only the very first load must succeed (a daemon without settings must not start).
+
+    This is the narrow interface a later shared-database backend replaces: ``current`` and
+    ``refresh()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from postwarden.settings.load import SettingsInvalid, load_text
+from postwarden.settings.snapshot import Snapshot, compile_settings
+
+log = logging.getLogger(__name__)
+
+_Signature = tuple[int, int, int, int, int]
+
+
+class SnapshotSource:
+    """The last good snapshot of one settings file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._signature: _Signature | None = None
+        self._rejected_digest: str | None = None
+        self._current: Snapshot | None = None
+
+    @property
+    def current(self) -> Snapshot:
+        """The snapshot in force (call :meth:`load` first)."""
+        if self._current is None:
+            raise RuntimeError("SnapshotSource.load() was not called")
+        return self._current
+
+    def load(self) -> Snapshot:
+        """The first load: errors propagate (``SettingsInvalid``, ``OSError``)."""
+        data, signature = self._read()
+        loaded = load_text(data, str(self.path))
+        for finding in loaded.warnings:
+            log.warning("%s", finding)
+        self._install(
+            compile_settings(loaded.settings, digest=loaded.digest, source=str(self.path))
+        )
+        self._signature = signature
+        return self.current
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Reload if the file changed (or *force*); True when a new snapshot is in force."""
+        try:
+            if not force and self._stat() == self._signature:
+                return False
+            data, signature = self._read()
+        except OSError as exc:
+            log.error("settings %s unreadable, keeping the last good settings: %s", self.path, exc)
+            self._signature = None  # try again next time
+            return False
+        self._signature = signature
+        current = self.current
+        try:
+            loaded = load_text(data, str(self.path))
+        except SettingsInvalid as exc:
+            digest = hashlib.sha256(data).hexdigest()
+            if self._rejected_digest != digest:  # log each bad version once, not every second
+                self._rejected_digest = digest
+                for finding in exc.findings:
+                    log.error("settings rejected, keeping the last good settings: %s", finding)
+            return False
+        if loaded.digest == current.digest:
+            return False
+        self._install(
+            compile_settings(loaded.settings, digest=loaded.digest, source=str(self.path))
+        )
+        log.info(
+            "settings reloaded: %s domains, digest %s",
+            len(self.current.policies),
+            loaded.digest[:12],
+        )
+        return True
+
+    def _install(self, snapshot: Snapshot) -> None:
+        self._current = snapshot  # one reference assignment: readers see old or new, whole
+        self._rejected_digest = None
+
+    def _stat(self) -> _Signature:
+        st = os.stat(self.path)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def _read(self) -> tuple[bytes, _Signature]:
+        with open(self.path, "rb") as f:
+            st = os.fstat(f.fileno())
+            data = f.read()
+        return data, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

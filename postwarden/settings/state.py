@@ -1,0 +1,155 @@
+"""The state database: what the daemons learn at run time (block history, DKIM key status).
+
+Description:
+    SQLite in WAL mode (readers never wait for the writer), one file ``state.db`` in the state
+    directory, schema versioned by ``PRAGMA user_version`` and upgraded on open by the
+    migrations in :mod:`postwarden.settings.migrations`, each in its own transaction.
+
+    Block history has one row per (governing domain, list entry, client address) with first
+    and last time and a count, so a flood from one address is one row, not a million.
+    :meth:`StateDB.prune` applies the retention limit (age, then row count).
+
+Errors:
+    :class:`StateTooNew` when the database was written by a newer postwarden;
+    ``sqlite3.Error`` for I/O problems (the daemons log them and keep answering).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from postwarden.errors import PostwardenError
+from postwarden.settings.migrations import LATEST, MIGRATIONS
+
+FILENAME = "state.db"
+
+
+class StateTooNew(PostwardenError):
+    """The state database was written by a newer postwarden."""
+
+
+@dataclass(frozen=True)
+class BlockEvent:
+    """One rejected recipient: which domain's list, which entry, which client, when."""
+
+    domain: str
+    entry: str
+    client_ip: str
+    when: float
+
+
+@dataclass(frozen=True)
+class EntryActivity:
+    """How recently and how often one list entry blocked something."""
+
+    entry: str
+    last_seen: float
+    count: int
+    clients: int
+
+
+class StateDB:
+    """A connection to the state database."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    @classmethod
+    def open(cls, state_dir: Path) -> StateDB:
+        """Open (creating and upgrading as needed) ``state.db`` in *state_dir*."""
+        state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        conn = sqlite3.connect(state_dir / FILENAME, timeout=5.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            _migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> StateDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def record_blocks(self, events: Iterable[BlockEvent]) -> None:
+        """Add a batch of blocks in one transaction."""
+        rows = [(e.domain, e.entry, e.client_ip, e.when, e.when) for e in events]
+        if not rows:
+            return
+        with _transaction(self.conn):
+            self.conn.executemany(
+                "INSERT INTO block_history VALUES (?, ?, ?, ?, ?, 1)"
+                " ON CONFLICT (domain, entry, client_ip) DO UPDATE SET"
+                " last_seen = max(last_seen, excluded.last_seen), count = count + 1",
+                rows,
+            )
+
+    def prune(self, *, retention_days: int, max_entries: int, now: float | None = None) -> int:
+        """Forget blocks older than the retention time, then the oldest beyond *max_entries*."""
+        cutoff = (now if now is not None else time.time()) - retention_days * 86400
+        with _transaction(self.conn):
+            removed = self.conn.execute(
+                "DELETE FROM block_history WHERE last_seen < ?", (cutoff,)
+            ).rowcount
+            removed += self.conn.execute(
+                "DELETE FROM block_history WHERE (domain, entry, client_ip) IN ("
+                " SELECT domain, entry, client_ip FROM block_history"
+                " ORDER BY last_seen DESC LIMIT -1 OFFSET ?)",
+                (max_entries,),
+            ).rowcount
+        return removed
+
+    def entry_activity(self, domain: str) -> dict[str, EntryActivity]:
+        """Per list entry of *domain*: last block, total count, distinct clients."""
+        rows = self.conn.execute(
+            "SELECT entry, max(last_seen), sum(count), count(*) FROM block_history"
+            " WHERE domain = ? GROUP BY entry",
+            (domain,),
+        )
+        return {row[0]: EntryActivity(*row) for row in rows}
+
+    def recent_blocks(self, domain: str, limit: int = 100) -> list[tuple[str, str, float, int]]:
+        """The latest blocks of *domain*: (entry, client, last seen, count), newest first."""
+        return self.conn.execute(
+            "SELECT entry, client_ip, last_seen, count FROM block_history WHERE domain = ?"
+            " ORDER BY last_seen DESC LIMIT ?",
+            (domain, limit),
+        ).fetchall()
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``/``ROLLBACK`` on an autocommit connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > LATEST:
+        raise StateTooNew(
+            f"the state database is version {version}; this postwarden knows up to {LATEST}"
+        )
+    for migration in (m for m in MIGRATIONS if version < m.VERSION):
+        with _transaction(conn):
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            if conn.execute("PRAGMA user_version").fetchone()[0] >= migration.VERSION:
+                continue
+            migration.upgrade(conn)
+            conn.execute(f"PRAGMA user_version = {int(migration.VERSION)}")

@@ -1,0 +1,64 @@
+"""The layering of style.md: lower layers never import upper ones."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "postwarden"
+
+# module prefix -> postwarden prefixes it must not import
+FORBIDDEN = {
+    "postwarden.util": [
+        "postwarden.settings",
+        "postwarden.decision",
+        "postwarden.cli",
+        "postwarden.policyd",
+        "postwarden.milter",
+        "postwarden.postfix",
+    ],
+    "postwarden.settings": [
+        "postwarden.decision",
+        "postwarden.cli",
+        "postwarden.policyd",
+        "postwarden.milter",
+    ],
+    "postwarden.decision": ["postwarden.cli", "postwarden.policyd", "postwarden.milter"],
+    "postwarden.policyd": ["postwarden.cli", "postwarden.milter"],
+    "postwarden.milter": ["postwarden.cli", "postwarden.policyd"],
+}
+
+
+def _modules() -> list[tuple[str, Path]]:
+    result = []
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        result.append((name, path))
+    return result
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize(("module", "path"), _modules(), ids=lambda x: str(x))
+def test_no_upward_imports(module: str, path: Path) -> None:
+    for layer, forbidden in FORBIDDEN.items():
+        if module == layer or module.startswith(layer + "."):
+            bad = [i for i in _imports(path) for f in forbidden if i == f or i.startswith(f + ".")]
+            assert not bad, f"{module} imports {bad}"
+
+
+def test_no_top_level_package_shadows_pymilter() -> None:
+    root = PACKAGE.parent
+    assert not (root / "milter" / "__init__.py").exists()
+    assert not (root / "mime").exists()

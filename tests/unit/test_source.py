@@ -1,0 +1,71 @@
+"""The daemons' snapshot source: reloads on change, never replaces good settings with bad."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from postwarden.settings.source import SnapshotSource
+
+GOOD = "version: 1\nprimary_domain: example.com\ndomains:\n  example.com:\n    blocked_ips: [{}]\n"
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a visible change
+
+
+def test_reload_on_change_and_keep_last_good(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "settings.yaml"
+    _write(path, GOOD.format("192.0.2.1"))
+    source = SnapshotSource(path)
+    first = source.load()
+    assert first.policy_for("example.com").blocked.lookup_text("192.0.2.1") is not None
+    assert source.refresh() is False  # nothing changed: no reload
+
+    _write(path, GOOD.format("198.51.100.1"))
+    assert source.refresh() is True
+    assert source.current.policy_for("example.com").blocked.lookup_text("198.51.100.1")
+    assert source.current.policy_for("example.com").blocked.lookup_text("192.0.2.1") is None
+
+    good = source.current
+    with caplog.at_level(logging.ERROR):
+        _write(path, GOOD.format("not-an-ip"))
+        assert source.refresh() is False
+        path.write_text("version: 1\nprimary_domain: [\n")  # truncated mid-edit
+        assert source.refresh() is False
+        path.unlink()
+        assert source.refresh() is False
+    assert source.current is good
+    assert "keeping the last good settings" in caplog.text
+    assert "'not-an-ip' is not an IP address" in caplog.text
+
+    _write(path, GOOD.format("203.0.113.1"))
+    assert source.refresh() is True
+    assert source.current.policy_for("example.com").blocked.lookup_text("203.0.113.1")
+
+
+def test_a_bad_version_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "settings.yaml"
+    _write(path, GOOD.format("192.0.2.1"))
+    source = SnapshotSource(path)
+    source.load()
+    _write(path, "version: 7\nprimary_domain: example.com\n")
+    with caplog.at_level(logging.ERROR):
+        source.refresh()
+        source.refresh(force=True)
+        source.refresh(force=True)
+    assert caplog.text.count("unsupported version 7") == 1
+
+
+def test_first_load_must_succeed(tmp_path: Path) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("version: 1\n")
+    with pytest.raises(Exception, match="primary_domain: required setting is missing"):
+        SnapshotSource(path).load()
