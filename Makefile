@@ -1,11 +1,14 @@
 # postwarden — the two commands are `make run` and `make test`; both do all set-up.
-PYTHON    ?= python3
+# Debian's interpreter, not one under /root: the daemons run in tests as the unprivileged
+# service user, who must be able to execute the venv's python (/root is 0700).
+PYTHON    ?= /usr/bin/python3
 VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 # postfix: the tests' private instances; libmilter-dev: pymilter builds against it;
-# swaks: the demo's and tests' SMTP client; dnsmasq-base: the loopback DNS server of DKIM tests.
-DEBIAN_PACKAGES := postfix libmilter-dev swaks dnsmasq-base openssl
+# swaks: the demo's and tests' SMTP client; dnsmasq-base: the loopback DNS server of DKIM tests;
+# python3-venv/-dev: the venv and pymilter's C build against Debian's Python.
+DEBIAN_PACKAGES := postfix libmilter-dev swaks dnsmasq-base openssl python3-venv python3-dev
 
 .PHONY: deps system-deps test run lint bench clean
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from postwarden import __version__
-from postwarden.cli import check, domain, explain, init, iplist
+from postwarden.cli import check, domain, explain, init, iplist, postfix_config
 from postwarden.cli._command import Command
 from postwarden.cli._env import Environment, ExitStatus
 from postwarden.errors import PostwardenError
@@ -28,6 +28,7 @@ COMMANDS: tuple[Command, ...] = (
     iplist.ALLOW,
     iplist.BLOCK,
     explain.COMMAND,
+    postfix_config.COMMAND,
 )
 
 

@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from postwarden.errors import PostwardenError
-
-DEFAULT_SETTINGS = Path("/etc/postwarden/settings.yaml")
-DEFAULT_STATE_DIR = Path("/var/lib/postwarden")
+from postwarden.settings import paths
 
 
 class BadInput(PostwardenError):
@@ -41,18 +39,14 @@ class Environment:
     stdin: TextIO = field(default_factory=lambda: sys.stdin)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     json: bool = False
-    settings_path: Path = DEFAULT_SETTINGS
-    state_dir: Path = DEFAULT_STATE_DIR
+    settings_path: Path = paths.DEFAULT_SETTINGS
+    state_dir: Path = paths.DEFAULT_STATE_DIR
 
     def configure(self, settings: str | None, state_dir: str | None, as_json: bool) -> None:
         """Apply the common options, falling back to the environment, then the defaults."""
         self.json = as_json
-        self.settings_path = Path(
-            settings or self.environ.get("POSTWARDEN_SETTINGS") or DEFAULT_SETTINGS
-        )
-        self.state_dir = Path(
-            state_dir or self.environ.get("POSTWARDEN_STATE_DIR") or DEFAULT_STATE_DIR
-        )
+        self.settings_path = paths.settings_path(settings, self.environ)
+        self.state_dir = paths.state_dir(state_dir, self.environ)
 
     def emit(self, data: Any, text: str | Callable[[], str]) -> None:
         """Print *data* as JSON under ``--json``, else the human *text*."""

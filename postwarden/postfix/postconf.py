@@ -39,9 +39,11 @@ def _config_args(config_dir: str | None) -> list[str]:
     return ["-c", config_dir] if config_dir else []
 
 
-def parameters(names: Sequence[str], config_dir: str | None = None) -> dict[str, str]:
-    """The expanded values of Postfix parameters (``postconf -xh``)."""
-    result = _run(["postconf", *_config_args(config_dir), "-xh", *names])
+def parameters(
+    names: Sequence[str], config_dir: str | None = None, *, expand: bool = True
+) -> dict[str, str]:
+    """The values of Postfix parameters: expanded (``postconf -xh``) or as written."""
+    result = _run(["postconf", *_config_args(config_dir), "-xh" if expand else "-h", *names])
     if result.returncode != 0:
         raise PostfixUnavailable(f"postconf failed: {result.stderr.strip()}")
     values = result.stdout.splitlines()
@@ -51,6 +53,18 @@ def parameters(names: Sequence[str], config_dir: str | None = None) -> dict[str,
 def split_list(value: str) -> list[str]:
     """A Postfix list value: items separated by commas and/or whitespace."""
     return [item for item in re.split(r"[\s,]+", value) if item]
+
+
+def set_parameters(argv: Sequence[str], config_dir: str | None = None) -> None:
+    """Run ``postconf [-c DIR] ARGV`` (``-e name=value`` or ``-P service/type/name=value``)."""
+    result = _run(["postconf", *_config_args(config_dir), *argv])
+    if result.returncode != 0:
+        raise PostfixUnavailable(f"postconf {' '.join(argv)} failed: {result.stderr.strip()}")
+
+
+def has_service(service: str, config_dir: str | None = None) -> bool:
+    """Whether master.cf defines *service* (``name/type``, ``postconf -M``)."""
+    return bool(_run(["postconf", *_config_args(config_dir), "-M", service]).stdout.strip())
 
 
 def table_has(table: str, key: str, config_dir: str | None = None) -> bool | None:

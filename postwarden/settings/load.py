@@ -129,9 +129,7 @@ def _line_of(node: yaml.Node, path: Path) -> int:
                     line, child = key_node.start_mark.line, value_node
                     break
         elif (
-            isinstance(node, yaml.SequenceNode)
-            and isinstance(part, int)
-            and part < len(node.value)
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
         ):
             child = node.value[part]
             line = child.start_mark.line

@@ -225,6 +225,14 @@ class Route:
         Choice("required", "optional"), "optional", "required: TLS ('encrypt') or no delivery."
     )
 
+    @property
+    def nexthop(self) -> str:
+        """The Postfix next hop: ``[host]:port`` without MX lookup, ``host:port`` with."""
+        host = self.host.rstrip(".").lower()
+        if host.startswith("[") or not self.mx_lookup:
+            return f"[{host.strip('[]')}]:{self.port}"
+        return f"{host}:{self.port}"
+
 
 @dataclass(frozen=True)
 class BlockHistory:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sys
 
-from tests.bench import bench_settings
+from tests.bench import bench_policyd, bench_settings
 
-BENCHMARKS = {"settings": bench_settings.main}
+BENCHMARKS = {"settings": bench_settings.main, "policyd": bench_policyd.main}
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,1 @@
+"""postwarden-policyd: Postfix policy delegation and socketmap lookups from one process."""

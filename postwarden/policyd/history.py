@@ -1,0 +1,102 @@
+"""Record blocks in the state database without ever delaying an answer.
+
+Description:
+    The request path only puts a :class:`~postwarden.settings.state.BlockEvent` on a bounded
+    queue (``put_nowait``); a worker thread writes them in batches, one transaction per batch,
+    and applies the retention limit once an hour. A full queue or a failing database (disk
+    full, permissions) drops events and logs it — rate-limited — while answers go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from postwarden.settings.model import BlockHistory
+from postwarden.settings.state import BlockEvent, StateDB
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+PRUNE_EVERY = 3600.0
+ERROR_LOG_EVERY = 60.0
+
+
+class BlockRecorder:
+    """A bounded queue in front of a writer thread."""
+
+    def __init__(
+        self, state_dir: Path, limits: Callable[[], BlockHistory], *, max_queue: int = 10_000
+    ) -> None:
+        self.state_dir = state_dir
+        self.limits = limits
+        self.dropped = 0
+        self.written = 0
+        self._queue: queue.Queue[BlockEvent | None] = queue.Queue(max_queue)
+        self._thread = threading.Thread(target=self._run, name="block-history", daemon=True)
+        self._last_error_log = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def record(self, event: BlockEvent) -> None:
+        """Queue *event*; never blocks."""
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.dropped += 1
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Write what is queued, then stop the thread."""
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        db: StateDB | None = None
+        next_prune = 0.0
+        while True:
+            batch = self._next_batch()
+            stopping = None in batch
+            events = [e for e in batch if e is not None]
+            try:
+                if db is None:
+                    db = StateDB.open(self.state_dir)
+                db.record_blocks(events)
+                self.written += len(events)
+                if time.monotonic() >= next_prune:
+                    limits = self.limits()
+                    db.prune(retention_days=limits.retention_days, max_entries=limits.max_entries)
+                    next_prune = time.monotonic() + PRUNE_EVERY
+            except (sqlite3.Error, OSError) as exc:
+                self.dropped += len(events)
+                self._log_error(exc)
+                if db is not None:
+                    db.close()
+                    db = None
+            if stopping:
+                break
+        if db is not None:
+            db.close()
+
+    def _next_batch(self) -> list[BlockEvent | None]:
+        batch = [self._queue.get()]
+        while len(batch) < BATCH and batch[-1] is not None:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _log_error(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log >= ERROR_LOG_EVERY:
+            self._last_error_log = now
+            log.error("block history not recorded (%s dropped so far): %s", self.dropped, exc)

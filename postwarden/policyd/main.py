@@ -1,0 +1,158 @@
+"""``postwarden-policyd``: policy delegation and socketmap service for Postfix.
+
+Usage:
+    postwarden-policyd [--settings F] [--state-dir D] [--policy ADDR] [--socketmap ADDR]
+
+ADDR is ``inet:HOST:PORT`` or ``unix:PATH``. Defaults: policy ``inet:127.0.0.1:10040``,
+socketmap ``inet:127.0.0.1:10041``. See ``postwarden postfix-config`` for the main.cf lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+from postwarden import __version__
+from postwarden import log as logsetup
+from postwarden.errors import PostwardenError
+from postwarden.policyd.history import BlockRecorder
+from postwarden.policyd.netstring import encode
+from postwarden.policyd.protocol import format_reply, parse_request
+from postwarden.policyd.server import (
+    FramedProtocol,
+    PolicyFraming,
+    netstring_reply,
+    socketmap_framing,
+)
+from postwarden.policyd.service import (
+    TEMPFAIL,
+    PolicydView,
+    answer_policy,
+    answer_socketmap,
+    compile_view,
+)
+from postwarden.postfix.postconf import PostfixUnavailable, parameters
+from postwarden.server import Daemon, ListenAddress
+from postwarden.settings import paths
+
+log = logging.getLogger("postwarden.policyd")
+
+PROGRAM = "postwarden-policyd"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description="Answer Postfix policy delegation (IP lists, gateway-only, incoming TLS)"
+        " and socketmap lookups (outgoing TLS policy) from the postwarden settings.",
+    )
+    parser.add_argument(
+        "--settings",
+        type=Path,
+        default=paths.settings_path(None, os.environ),
+        help="settings file (env POSTWARDEN_SETTINGS; default %(default)s)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=paths.state_dir(None, os.environ),
+        help="state directory (env POSTWARDEN_STATE_DIR; default %(default)s)",
+    )
+    parser.add_argument(
+        "--policy",
+        default="inet:127.0.0.1:10040",
+        metavar="ADDR",
+        help="policy delegation listener (default %(default)s)",
+    )
+    parser.add_argument(
+        "--socketmap",
+        default="inet:127.0.0.1:10041",
+        metavar="ADDR",
+        help="socketmap listener (default %(default)s)",
+    )
+    parser.add_argument(
+        "--postfix-config-dir",
+        metavar="DIR",
+        help="the Postfix instance whose smtp_tls_security_level is the floor",
+    )
+    parser.add_argument(
+        "--tls-security-level",
+        metavar="LEVEL",
+        help="the global smtp_tls_security_level (default: ask postconf)",
+    )
+    parser.add_argument("--syslog", action="store_true", help="log to syslog (mail facility)")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
+    return parser
+
+
+def global_tls_level(args: argparse.Namespace) -> str:
+    if args.tls_security_level:
+        return str(args.tls_security_level)
+    try:
+        level = parameters(["smtp_tls_security_level"], args.postfix_config_dir)
+    except PostfixUnavailable as exc:
+        log.warning("cannot read smtp_tls_security_level (%s); assuming 'may'", exc)
+        return "may"
+    return level["smtp_tls_security_level"] or "none"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logsetup.setup(PROGRAM, level=args.log_level, syslog=args.syslog)
+    try:
+        policy_address = ListenAddress.parse(args.policy)
+        socketmap_address = ListenAddress.parse(args.socketmap)
+        level = global_tls_level(args)
+        daemon: Daemon[PolicydView] = Daemon(
+            PROGRAM, args.settings, partial(compile_view, global_tls_level=level)
+        )
+    except (PostwardenError, OSError) as exc:
+        log.critical("%s", exc)
+        return 1
+    published = daemon.published
+    recorder = BlockRecorder(
+        args.state_dir, lambda: published.value.snapshot.settings.block_history
+    )
+    recorder.start()
+
+    def policy(frame: bytes) -> bytes:
+        return format_reply(answer_policy(published.value, parse_request(frame), recorder.record))
+
+    def socketmap(frame: bytes) -> bytes:
+        return answer_socketmap(published.value, frame)
+
+    servers = [
+        (
+            policy_address,
+            lambda: FramedProtocol(PolicyFraming(), policy, format_reply(TEMPFAIL), "policy"),
+        ),
+        (
+            socketmap_address,
+            lambda: FramedProtocol(
+                socketmap_framing(),
+                netstring_reply(socketmap),
+                encode(b"TEMP internal error"),
+                "socketmap",
+            ),
+        ),
+    ]
+    try:
+        daemon.run(servers)
+    except OSError as exc:
+        log.critical("cannot listen: %s", exc)
+        return 1
+    finally:
+        recorder.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The asyncio I/O of postwarden-policyd: bytes in, frames out, replies back.
+
+Description:
+    One :class:`FramedProtocol` per Postfix connection; connections are persistent and many
+    run at once (each smtpd keeps its own). The protocol cuts the byte stream into frames —
+    policy request blocks ending with an empty line, or netstrings — hands each to a
+    synchronous answer function, and writes the reply. Nothing here parses attributes or
+    decides anything.
+
+Protocol:
+    Idle connections are closed after :data:`IDLE_TIMEOUT` seconds, longer than Postfix's own
+    ``smtpd_policy_service_max_idle`` (300 s), so Postfix, not we, ends idle connections.
+
+Errors:
+    A malformed frame is logged and the connection closed without a reply (what
+    SMTPD_POLICY_README asks of a policy server "in case of trouble"); an unexpected error
+    while answering is logged with its traceback and answered with a temporary failure, and
+    the daemon goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+
+from postwarden.errors import PostwardenError
+from postwarden.policyd.netstring import NetstringDecoder, encode
+from postwarden.policyd.protocol import MAX_REQUEST
+
+log = logging.getLogger(__name__)
+
+IDLE_TIMEOUT = 600.0
+MAX_PENDING_OUTPUT = 1 << 20
+
+
+class FramedProtocol(asyncio.Protocol):
+    """Frames in, replies out, over one connection."""
+
+    def __init__(
+        self,
+        frames: Callable[[bytes], Iterator[bytes]],
+        answer: Callable[[bytes], bytes],
+        on_error: bytes | None,
+        name: str,
+    ) -> None:
+        self._frames = frames
+        self._answer = answer
+        self._on_error = on_error
+        self._name = name
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_activity = 0.0
+        self._peer = "?"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
+        loop = asyncio.get_running_loop()
+        self._last_activity = loop.time()
+        self._timer = loop.call_later(IDLE_TIMEOUT, self._check_idle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer:
+            self._timer.cancel()
+        self._transport = None
+
+    def data_received(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        self._last_activity = asyncio.get_running_loop().time()
+        replies: list[bytes] = []
+        try:
+            for frame in self._frames(data):
+                replies.append(self._reply(frame))
+        except PostwardenError as exc:
+            transport.write(b"".join(replies))  # the requests before the bad one are answered
+            log.warning("%s: malformed input from %s, closing: %s", self._name, self._peer, exc)
+            transport.close()
+            return
+        transport.write(b"".join(replies))
+        if transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
+            log.warning("%s: %s does not read its replies, closing", self._name, self._peer)
+            transport.abort()
+
+    def _reply(self, frame: bytes) -> bytes:
+        try:
+            return self._answer(frame)
+        except PostwardenError:
+            raise
+        except Exception:
+            if self._on_error is None:
+                raise
+            log.exception(
+                "%s: internal error answering %s; temporary failure", self._name, self._peer
+            )
+            return self._on_error
+
+    def eof_received(self) -> bool:
+        return False  # a half-closed connection is closed: there is no one left to answer
+
+    def _check_idle(self) -> None:
+        if self._transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self._last_activity
+        if idle >= IDLE_TIMEOUT:
+            self._transport.close()
+        else:
+            self._timer = loop.call_later(IDLE_TIMEOUT - idle, self._check_idle)
+
+
+class PolicyFraming:
+    """Cut a stream into policy request blocks (terminated by an empty line)."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def __call__(self, data: bytes) -> Iterator[bytes]:
+        self._buffer += data
+        while True:
+            end = self._buffer.find(b"\n\n")
+            if end < 0:
+                if len(self._buffer) > MAX_REQUEST:
+                    raise _TooLarge(f"request larger than {MAX_REQUEST} bytes")
+                return
+            block, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+            yield block
+
+
+class _TooLarge(PostwardenError):
+    """A request without end."""
+
+
+def socketmap_framing(max_length: int = 10_000) -> Callable[[bytes], Iterator[bytes]]:
+    return NetstringDecoder(max_length).feed
+
+
+def netstring_reply(answer: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+    return lambda frame: encode(answer(frame))

@@ -1,0 +1,125 @@
+"""The main.cf and master.cf lines that attach postwarden to a Postfix installation.
+
+Description:
+    :func:`policyd_wiring` computes, from the installation's current parameters, the lines
+    ``postwarden postfix-config`` prints and ``--apply`` sets with ``postconf``. Each line
+    comes with the reason for its value, printed as a comment, because these are the choices
+    an administrator must be able to judge:
+
+    - ``check_policy_service`` goes into ``smtpd_recipient_restrictions`` **after relay
+      control** (Postfix evaluates ``smtpd_relay_restrictions`` first; in an old-style list it
+      goes after ``reject_unauth_destination``), so an allowed IP's ``OK`` can skip later
+      anti-spam restrictions but never opens a relay. It is attached to the port-25 listener
+      only (``-o`` in master.cf), not to submission or content-filter re-injection.
+    - ``timeout=10s``: a healthy answer takes well under a millisecond; the 100 s default
+      would hold every SMTP session if the daemon hung.
+    - ``default_action=451 4.3.5``: when the daemon is down, mail is deferred, never accepted
+      unchecked (blocked senders and gateway-only domains stay protected) and never bounced;
+      senders retry.
+    - ``smtp_tls_policy_maps`` gets the socketmap first, so postwarden's policies are found
+      before other tables; a lookup error defers delivery (Postfix fails closed: 4.7.5).
+
+Errors:
+    :class:`UnsafeConfiguration` when relay control is missing: adding an ``OK`` answer to
+    such a configuration could make an open relay.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from postwarden.errors import PostwardenError
+from postwarden.postfix.postconf import split_list
+
+RELAY_CONTROL = ("reject_unauth_destination", "defer_unauth_destination")
+POLICY_TIMEOUT = "10s"
+POLICY_DEFAULT_ACTION = "451 4.3.5 Policy service unavailable; try again later"
+RESTRICTIONS_PARAMETER = "postwarden_recipient_restrictions"
+_RELAY_CONTROL = re.compile(r"\b(?:reject|defer)_unauth_destination\b")
+
+
+class UnsafeConfiguration(PostwardenError):
+    """The Postfix configuration is not safe to attach postwarden to."""
+
+
+@dataclass(frozen=True)
+class Line:
+    """One setting: ``main`` (main.cf) or ``master`` (``service/type/parameter``)."""
+
+    file: str
+    name: str
+    value: str
+    why: str
+
+    def postconf_argv(self) -> list[str]:
+        flag = "-P" if self.file == "master" else "-e"
+        return [flag, f"{self.name}={self.value}"]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name} = {self.value}" if self.file == "main" else (f"{self.name}={self.value}")
+        )
+
+
+def policy_service(address: str) -> str:
+    # A value with spaces needs braces of its own inside the { ... } option list.
+    return (
+        f"check_policy_service {{ {address}, timeout={POLICY_TIMEOUT},"
+        f" {{ default_action = {POLICY_DEFAULT_ACTION} }} }}"
+    )
+
+
+def policyd_wiring(
+    parameters: dict[str, str], *, policy: str, socketmap: str, service: str = "smtp/inet"
+) -> list[Line]:
+    """The lines for the policy daemon, given the current (expanded) parameters.
+
+    *parameters* holds ``smtpd_relay_restrictions`` expanded (``postconf -xh``: its default
+    depends on ``compatibility_level``), and ``smtpd_recipient_restrictions`` and
+    ``smtp_tls_policy_maps`` as written (``postconf -h``), so that ``$name`` references in the
+    site's own list keep following the site's changes.
+    """
+    relay = split_list(parameters.get("smtpd_relay_restrictions", ""))
+    recipient = parameters.get("smtpd_recipient_restrictions", "").strip().strip(",").strip()
+    inline = list(_RELAY_CONTROL.finditer(recipient))
+    if not any(item in RELAY_CONTROL for item in relay) and not inline:
+        raise UnsafeConfiguration(
+            "neither smtpd_relay_restrictions nor smtpd_recipient_restrictions contains"
+            " reject_unauth_destination: refusing to add an OK-capable policy check to a"
+            " configuration without relay control"
+        )
+    ours = policy_service(policy)
+    if inline:  # old-style list: relay control happens inside it, so we go after it
+        end = inline[-1].end()
+        restrictions = f"{recipient[:end]}, {ours}{recipient[end:]}"
+    else:
+        restrictions = f"{ours}, {recipient}" if recipient else ours
+    tls_maps = [
+        m
+        for m in split_list(parameters.get("smtp_tls_policy_maps", ""))
+        if m != f"socketmap:{socketmap}:tlspolicy"
+    ]
+    return [
+        Line(
+            "main",
+            RESTRICTIONS_PARAMETER,
+            restrictions,
+            "the recipient restrictions of the port-25 listener: the site's own list with"
+            " postwarden's check after relay control; an allowed IP's OK skips what follows",
+        ),
+        Line(
+            "master",
+            f"{service}/smtpd_recipient_restrictions",
+            f"${RESTRICTIONS_PARAMETER}",
+            "only the port-25 listener asks postwarden; submission and content-filter"
+            " re-injection listeners do not",
+        ),
+        Line(
+            "main",
+            "smtp_tls_policy_maps",
+            ", ".join([f"socketmap:{socketmap}:tlspolicy", *tls_maps]),
+            "outgoing TLS policies per partner domain (strictest wins, never weaker than"
+            " smtp_tls_security_level); a failed lookup defers delivery, never sends in clear",
+        ),
+    ]

@@ -1,0 +1,3 @@
+"""Shared pytest configuration: the real-Postfix harness fixtures (see tests/harness)."""
+
+from tests.harness.fixtures import *  # noqa: F403

@@ -1,0 +1,161 @@
+"""postwarden as it runs in production, for integration tests.
+
+Description:
+    :class:`Installation` lays out what a real host has: ``etc/postwarden/settings.yaml``
+    written by the ``postwarden`` command run as root (0640, group postwarden), and a state
+    directory owned by the service user. :class:`Policyd` runs ``postwarden-policyd`` as the
+    unprivileged service user on loopback ports, the way the systemd unit does, so permission
+    mistakes fail here rather than in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.harness import (
+    PostfixInstance,
+    ServiceUser,
+    free_port,
+    spawn_as_service_user,
+    stop_process,
+    wait_for_port,
+)
+
+PYTHON = sys.executable
+
+
+class Installation:
+    """Settings and state directories of one postwarden installation under *base*."""
+
+    def __init__(self, base: Path, user: ServiceUser, primary: str = "hosted.test") -> None:
+        self.base = base
+        self.user = user
+        self.settings = base / "etc" / "postwarden" / "settings.yaml"
+        self.state_dir = base / "state"
+        self.state_dir.mkdir(mode=0o750)
+        os.chown(self.state_dir, user.uid, user.gid)
+        self.cli("init", primary)
+
+    def cli(
+        self, *argv: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``postwarden ARGV`` as root, as an administrator would."""
+        done = subprocess.run(
+            [
+                PYTHON,
+                "-m",
+                "postwarden.cli",
+                "--settings",
+                str(self.settings),
+                "--state-dir",
+                str(self.state_dir),
+                *argv,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            input=stdin,
+            timeout=60,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"postwarden {' '.join(argv)}: {done.returncode}\n{done.stderr}")
+        return done
+
+    def cli_json(self, *argv: str) -> Any:
+        return json.loads(self.cli(*argv, "--json").stdout)
+
+    def write(self, text: str) -> None:
+        """Replace the settings file the way config management does (atomic rename)."""
+        tmp = self.settings.with_name(".settings.tmp")
+        tmp.write_text(text)
+        st = self.settings.stat()
+        os.chown(tmp, st.st_uid, st.st_gid)
+        os.chmod(tmp, st.st_mode & 0o777)
+        os.replace(tmp, self.settings)
+
+
+class Policyd:
+    """``postwarden-policyd`` running as the service user on free loopback ports."""
+
+    def __init__(self, installation: Installation, *, tls_level: str = "may") -> None:
+        self.installation = installation
+        self.policy_port = free_port()
+        self.socketmap_port = free_port()
+        self.tls_level = tls_level
+        self.log_path = installation.base / "policyd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def policy_address(self) -> str:
+        return f"inet:127.0.0.1:{self.policy_port}"
+
+    @property
+    def socketmap_address(self) -> str:
+        return f"inet:127.0.0.1:{self.socketmap_port}"
+
+    def start(self) -> None:
+        inst = self.installation
+        with open(self.log_path, "ab") as log:
+            self.process = spawn_as_service_user(
+                [
+                    PYTHON,
+                    "-m",
+                    "postwarden.policyd.main",
+                    "--settings",
+                    str(inst.settings),
+                    "--state-dir",
+                    str(inst.state_dir),
+                    "--policy",
+                    self.policy_address,
+                    "--socketmap",
+                    self.socketmap_address,
+                    "--tls-security-level",
+                    self.tls_level,
+                ],
+                user=inst.user,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port("127.0.0.1", self.policy_port, timeout=15, proc=self.process)
+        wait_for_port("127.0.0.1", self.socketmap_port, timeout=15, proc=self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        self.process = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wire(self, postfix: PostfixInstance, *, listener: str = "mx") -> None:
+        """``postwarden postfix-config --apply`` for *postfix*'s port-25 listener, reload."""
+        self.installation.cli(
+            "postfix-config",
+            "--apply",
+            "--postfix-config-dir",
+            str(postfix.config_dir),
+            "--service",
+            f"127.0.0.1:{postfix.ports[listener]}/inet",
+            "--policy",
+            self.policy_address,
+            "--socketmap",
+            self.socketmap_address,
+        )
+        for name in ("main.cf", "master.cf"):  # Postfix waits for files younger than 2 s
+            path = postfix.config_dir / name
+            old = path.stat().st_mtime - 60
+            os.utime(path, (old, old))
+        postfix.reload()
