@@ -29,9 +29,35 @@ class Daemon:
     argv: list[str]
 
 
+POLICY, SOCKETMAP = "inet:127.0.0.1:10040", "inet:127.0.0.1:10041"
+ASK_POLICYD = (  # what Postfix sends at RCPT time, by hand
+    ".venv/bin/python -c \"import socket; s = socket.create_connection(('127.0.0.1', 10040));"
+    " s.sendall(b'request=smtpd_access_policy\\nprotocol_state=RCPT\\n"
+    "client_address=203.0.113.9\\nrecipient=bob@example.com\\n\\n');"
+    ' print(s.recv(999).decode())"'
+)
+
+
 def _daemons(settings: Path, state: Path) -> list[Daemon]:
     """The daemons ``make run`` starts (loopback only)."""
-    return []
+    common = ["--settings", str(settings), "--state-dir", str(state)]
+    return [
+        Daemon(
+            "postwarden-policyd",
+            [
+                sys.executable,
+                "-m",
+                "postwarden.policyd.main",
+                *common,
+                "--policy",
+                POLICY,
+                "--socketmap",
+                SOCKETMAP,
+                "--tls-security-level",
+                "may",
+            ],
+        ),
+    ]
 
 
 def _prepare() -> tuple[Path, Path]:
@@ -56,11 +82,18 @@ def main() -> int:
         stop = True
 
     signal.signal(signal.SIGTERM, request_stop)
-    print(f"\nsettings: {settings}\nstate:    {state}\n")
+    pw = f".venv/bin/postwarden --settings {settings} --state-dir {state}"
+    print(f"\nsettings: {settings}\nstate:    {state}")
+    print(f"policy delegation on {POLICY}, socketmap on {SOCKETMAP}\n")
     print("try:")
-    print(f"  .venv/bin/postwarden --settings {settings} explain --client-ip 203.0.113.9 \\")
-    print("      --sender someone@elsewhere.example --recipient bob@example.com")
-    print(f"  .venv/bin/postwarden --settings {settings} block list --sort recent")
+    print("  # what the policy daemon answers Postfix for a blocked sender:")
+    print(f"  {ASK_POLICYD}")
+    print(
+        f"  {pw} explain --client-ip 203.0.113.9 --sender a@elsewhere.example"
+        " --recipient bob@example.com"
+    )
+    print(f"  {pw} block list --sort recent")
+    print(f"  {pw} postfix-config     # the main.cf/master.cf lines for your Postfix")
     print("\nCtrl-C stops everything.")
     try:
         while not stop:

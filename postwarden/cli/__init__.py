@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from postwarden import __version__
-from postwarden.cli import check, domain, explain, init, iplist, postfix_config
+from postwarden.cli import check, domain, explain, init, iplist, postfix_config, tls
 from postwarden.cli._command import Command
 from postwarden.cli._env import Environment, ExitStatus
 from postwarden.errors import PostwardenError
@@ -27,6 +27,7 @@ COMMANDS: tuple[Command, ...] = (
     domain.COMMAND,
     iplist.ALLOW,
     iplist.BLOCK,
+    tls.COMMAND,
     explain.COMMAND,
     postfix_config.COMMAND,
 )

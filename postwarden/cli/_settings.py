@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from postwarden.cli._env import Environment
+from postwarden.cli._env import BadInput, Environment
 from postwarden.errors import PostwardenError
 from postwarden.settings.load import Loaded
 from postwarden.settings.model import DomainBlock, Settings
 from postwarden.settings.schema import Domain
 from postwarden.settings.snapshot import governing_domain, hosted_domains
 from postwarden.settings.store import EditResult, edit_settings, read_settings
+
+_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def tokens(values: Iterable[str], env: Environment) -> list[str]:
+    """Entries given as arguments separated by spaces, commas or line breaks; ``-`` = stdin."""
+    result: list[str] = []
+    for value in values:
+        text = env.stdin.read() if value == "-" else value
+        result.extend(t for t in _SEPARATORS.split(text) if t)
+    if not result:
+        raise BadInput("no entries given")
+    return result
 
 
 class NotHosted(PostwardenError):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from postwarden.cli._command import Command
 from postwarden.cli._env import Environment, ExitStatus
-from postwarden.postfix.domains import compare_hosted
+from postwarden.postfix.domains import compare_hosted, relay_bypass
 from postwarden.settings.load import Finding, SettingsInvalid, load_text
 from postwarden.settings.snapshot import hosted_domains
 
@@ -56,7 +56,9 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
         return ExitStatus.ERROR
     postfix_warnings: list[str] = []
     if args.postfix:
-        postfix_warnings = compare_hosted(hosted_domains(loaded.settings), args.postfix_config_dir)
+        settings, config_dir = loaded.settings, args.postfix_config_dir
+        postfix_warnings = compare_hosted(hosted_domains(settings), config_dir)
+        postfix_warnings += relay_bypass(any(settings.outgoing_tls_policies()), config_dir)
     count = len(loaded.warnings) + len(postfix_warnings)
     env.emit(
         {

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import re
-from collections.abc import Iterable
 from dataclasses import replace
 from functools import partial
 
@@ -27,18 +25,6 @@ from postwarden.settings.snapshot import governing_domain
 from postwarden.settings.state import FILENAME, EntryActivity, StateDB
 from postwarden.util.iptable import BadIpEntry, IpRange, parse_range
 from postwarden.util.privileges import as_owner_of
-
-_SEPARATORS = re.compile(r"[\s,]+")
-
-
-def _tokens(values: Iterable[str], env: Environment) -> list[str]:
-    tokens: list[str] = []
-    for value in values:
-        text = env.stdin.read() if value == "-" else value
-        tokens.extend(t for t in _SEPARATORS.split(text) if t)
-    if not tokens:
-        raise BadInput("no entries given")
-    return tokens
 
 
 def _parse_new(tokens: list[str], kind: IpEntryKind, note: str) -> list[IpEntry]:
@@ -73,7 +59,7 @@ def _parse_existing(tokens: list[str]) -> list[IpRange]:
 
 
 def _add(env: Environment, args: argparse.Namespace, field: str, kind: IpEntryKind) -> ExitStatus:
-    new_entries = _parse_new(_tokens(args.entries, env), kind, args.note or "")
+    new_entries = _parse_new(_settings.tokens(args.entries, env), kind, args.note or "")
     outcome: dict[str, list[str]] = {"added": [], "updated": [], "unchanged": []}
     copied: list[str | None] = [None]
 
@@ -114,7 +100,7 @@ def _add(env: Environment, args: argparse.Namespace, field: str, kind: IpEntryKi
 
 
 def _delete(env: Environment, args: argparse.Namespace, field: str) -> ExitStatus:
-    ranges = _parse_existing(_tokens(args.entries, env))
+    ranges = _parse_existing(_settings.tokens(args.entries, env))
     removed: list[str] = []
     copied: list[str | None] = [None]
 

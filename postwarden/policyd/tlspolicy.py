@@ -63,14 +63,10 @@ def compile_tls_table(snapshot: Snapshot, global_level: str = "may") -> TlsTable
     """Merge every block's outgoing policies and required-TLS routes into one table."""
     levels: dict[str, str] = {}
     sources: dict[str, list[str]] = {}
-    blocks = {policy.owner: policy.block for policy in snapshot.policies.values()}
-    for owner, block in blocks.items():
-        for policy in block.tls_policies:
-            if policy.target != "outgoing":
-                continue
-            for partner in policy.partners:
-                levels[partner] = _stronger(levels.get(partner, "none"), policy_level(policy))
-                sources.setdefault(partner, []).append(f"{owner or 'defaults'}: {policy.title}")
+    for owner, policy in snapshot.settings.outgoing_tls_policies():
+        for partner in policy.partners:
+            levels[partner] = _stronger(levels.get(partner, "none"), policy_level(policy))
+            sources.setdefault(partner, []).append(f"{owner}: {policy.title}")
     for name, route in snapshot.settings.routes.items():
         if route.tls == "required":
             key = route.nexthop

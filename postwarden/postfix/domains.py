@@ -1,4 +1,4 @@
-"""Compare postwarden's hosted domains with the domains Postfix accepts mail for.
+"""Compare postwarden's settings with the Postfix configuration they depend on.
 
 Description:
     Postfix decides which domains it receives for through its address classes
@@ -52,4 +52,25 @@ def compare_hosted(hosted: list[str], config_dir: str | None = None) -> list[str
                 " it: no postwarden settings apply to its mail"
             )
     warnings.extend(f"could not read Postfix table {table}" for table in sorted(unreadable))
+    return warnings
+
+
+def relay_bypass(has_outgoing_policies: bool, config_dir: str | None = None) -> list[str]:
+    """Warnings where Postfix sends all mail through one next hop, past domain-keyed policies."""
+    if not has_outgoing_policies:
+        return []
+    values = parameters(["relayhost", "default_transport"], config_dir)
+    warnings = []
+    if values["relayhost"]:
+        warnings.append(
+            f"relayhost = {values['relayhost']}: outgoing mail goes through it, and Postfix"
+            " looks up the TLS policy of that next hop, not of the partner domains; the"
+            " outgoing TLS policies do not apply"
+        )
+    _, _, nexthop = values["default_transport"].partition(":")
+    if nexthop:
+        warnings.append(
+            f"default_transport = {values['default_transport']}: outgoing mail goes to"
+            f" {nexthop}; the outgoing TLS policies of partner domains do not apply"
+        )
     return warnings

@@ -25,6 +25,22 @@ def check_settings(settings: Settings, report: Report) -> None:
         if block is not None:
             _check_block(block, ("domains", domain), settings, report)
     _check_ip_list(settings.trusted_networks, ("trusted_networks",), report)
+    _check_tls_bypass(settings, report)
+
+
+def _check_tls_bypass(settings: Settings, report: Report) -> None:
+    """Outgoing TLS policies are keyed by next hop: a changed route is a different next hop."""
+    if not any(settings.outgoing_tls_policies()):
+        return
+    for domain, block in settings.domains.items():
+        for index, rule in enumerate(block.outbound_routing if block else ()):
+            if rule.action == "change-route":
+                report.warn(
+                    ("domains", domain, "outbound_routing", index),
+                    f"mail sent through route {rule.route!r} is not subject to the outgoing TLS"
+                    " policies of partner domains (Postfix applies the route's own next-hop"
+                    " policy: set tls: required on the route)",
+                )
 
 
 def _check_block(block: DomainBlock, path: Path, settings: Settings, report: Report) -> None:

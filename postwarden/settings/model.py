@@ -17,6 +17,7 @@ Security:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from postwarden.settings.schema import (
@@ -282,3 +283,10 @@ class Settings:
     )
     block_history: BlockHistory = setting(Record(BlockHistory), BlockHistory(), "Block history.")
     spam_filter: SpamFilter = setting(Record(SpamFilter), SpamFilter(), "Spam filter limits.")
+
+    def outgoing_tls_policies(self) -> Iterator[tuple[str, TlsPolicy]]:
+        """``(domain, policy)`` for every outgoing TLS policy of every block."""
+        for domain, block in self.domains.items():
+            for policy in block.tls_policies if block is not None else ():
+                if policy.target == "outgoing":
+                    yield domain, policy

@@ -13,6 +13,11 @@ Description:
     test routes them (transport table, e.g. to a sink). No DNS at all; short queue back-off
     times so deferral-and-retry tests take seconds.
 
+    `hosts` gives the instance a private /etc/hosts (names -> loopback addresses): Postfix is
+    then started in its own mount namespace with that file bind-mounted over /etc/hosts, so
+    mail can be delivered by domain name (and TLS policies looked up by domain, certificates
+    matched against host names) without DNS and without touching the machine's files.
+
 Settings read:
     Postfix main.cf parameters written here; see _base_main_cf(). Tests change them with
     postconf() and per-listener `-o` overrides with set_listener_options(); both reload.
@@ -116,6 +121,7 @@ class PostfixInstance:
         listener_options: Mapping[str, Mapping[str, str]] | None = None,
         smtpd_tls: CertFiles | None = None,
         hostname: str = "mx.harness.test",
+        hosts: Mapping[str, str] | None = None,
     ) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="pw-postfix-", dir="/tmp"))
         self.base.chmod(0o755)
@@ -134,6 +140,13 @@ class PostfixInstance:
         for name, options in (listener_options or {}).items():
             self.listener_options[name].update(options)
         self._make_directories()
+        self.hosts_file: Path | None = None
+        if hosts:
+            self.hosts_file = self.base / "hosts"
+            self.hosts_file.write_text(
+                "127.0.0.1 localhost\n"
+                + "".join(f"{address} {name}\n" for name, address in hosts.items())
+            )
         params = self._base_main_cf(hostname, relay_domains, smtpd_tls)
         params.update(main_cf or {})
         self._write_main_cf(params)
@@ -258,6 +271,13 @@ class PostfixInstance:
         if reload:
             self._reload_if_running()
 
+    def postconf_master(self, *settings: str, reload: bool = True) -> None:
+        """Set master.cf overrides with `postconf -P service/type/name=value`; reload."""
+        self._postfix_cmd("postconf", "-P", *settings)
+        _backdate(self.config_dir / "master.cf")
+        if reload:
+            self._reload_if_running()
+
     def postconf_get(self, name: str) -> str:
         """The value of one main.cf parameter (as written, not expanded)."""
         return self._postfix_cmd("postconf", "-h", name).stdout.rstrip("\n")
@@ -284,7 +304,7 @@ class PostfixInstance:
         """Start Postfix; on failure stop leftovers and raise PostfixStartError with the log."""
         if self.running:
             return
-        done = self._postfix_cmd("postfix", "start", check=False)
+        done = self._postfix_cmd("postfix", "start", check=False, private_hosts=True)
         if done.returncode != 0 or not self.running:
             self._kill_leftovers()
             raise PostfixStartError(self._report("postfix start", done))
@@ -379,10 +399,26 @@ class PostfixInstance:
                 continue
 
     def _postfix_cmd(
-        self, command: str, *args: str, check: bool = True
+        self, command: str, *args: str, check: bool = True, private_hosts: bool = False
     ) -> subprocess.CompletedProcess[str]:
-        """Run a Postfix command with `-c config_dir`; if `check`, raise PostfixError on failure."""
+        """Run a Postfix command with `-c config_dir`; if `check`, raise PostfixError on failure.
+
+        With `private_hosts` and a hosts file, the command (and every daemon it starts) runs
+        in a new mount namespace where that file is /etc/hosts.
+        """
         argv = [command, "-c", str(self.config_dir), *args]
+        if private_hosts and self.hosts_file is not None:
+            argv = [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                'mount --bind "$0" /etc/hosts && exec "$@"',
+                str(self.hosts_file),
+                *argv,
+            ]
         done = subprocess.run(
             argv,
             stdin=subprocess.DEVNULL,

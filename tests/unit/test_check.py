@@ -243,3 +243,17 @@ def test_check_defaults_to_the_settings_file(cli: Cli) -> None:
     assert cli("check").status == 0
     cli.settings.write_text("version: 1\n")
     assert cli("check").status == 1
+
+
+def test_outbound_route_bypassing_tls_policies_is_a_warning(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "route.yaml"
+    path.write_text(
+        _domain(
+            "    tls_policies:\n      - {title: t, partners: [partner.example]}\n"
+            "    outbound_routing:\n      - {name: dlp, route: dlp, action: change-route}\n"
+        )
+        + "routes:\n  dlp: {host: dlp.example.net}\n"
+    )
+    result = cli("check", str(path))
+    assert result.status == 0
+    assert "outbound_routing[0]: mail sent through route 'dlp' is not subject" in result.out
