@@ -49,7 +49,7 @@ def _render(lines: list[Line]) -> str:
 
 def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
     config_dir = args.postfix_config_dir
-    current = parameters(["smtpd_relay_restrictions"], config_dir)
+    current = parameters(["smtpd_relay_restrictions", "queue_directory"], config_dir)
     current.update(
         parameters(
             ["smtpd_recipient_restrictions", "smtp_tls_policy_maps"], config_dir, expand=False

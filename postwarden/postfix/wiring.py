@@ -62,6 +62,17 @@ class Line:
         )
 
 
+def postfix_address(address: str, queue_directory: str) -> str:
+    """*address* as Postfix should name it: a unix socket under the queue directory relative
+    to it, which is what works from a chrooted smtpd/smtp (Debian's default) and unchrooted.
+    """
+    kind, _, path = address.partition(":")
+    prefix = queue_directory.rstrip("/") + "/"
+    if kind == "unix" and queue_directory and path.startswith(prefix):
+        return f"unix:{path[len(prefix) :]}"
+    return address
+
+
 def policy_service(address: str) -> str:
     # A value with spaces needs braces of its own inside the { ... } option list.
     return (
@@ -75,10 +86,11 @@ def policyd_wiring(
 ) -> list[Line]:
     """The lines for the policy daemon, given the current (expanded) parameters.
 
-    *parameters* holds ``smtpd_relay_restrictions`` expanded (``postconf -xh``: its default
-    depends on ``compatibility_level``), and ``smtpd_recipient_restrictions`` and
-    ``smtp_tls_policy_maps`` as written (``postconf -h``), so that ``$name`` references in the
-    site's own list keep following the site's changes.
+    *parameters* holds ``queue_directory`` and ``smtpd_relay_restrictions`` expanded
+    (``postconf -xh``: the latter's default depends on ``compatibility_level``), and
+    ``smtpd_recipient_restrictions`` and ``smtp_tls_policy_maps`` as written
+    (``postconf -h``), so that ``$name`` references in the site's own list keep following
+    the site's changes.
     """
     relay = split_list(parameters.get("smtpd_relay_restrictions", ""))
     recipient = parameters.get("smtpd_recipient_restrictions", "").strip().strip(",").strip()
@@ -89,7 +101,9 @@ def policyd_wiring(
             " reject_unauth_destination: refusing to add an OK-capable policy check to a"
             " configuration without relay control"
         )
-    ours = policy_service(policy)
+    queue_directory = parameters.get("queue_directory", "")
+    ours = policy_service(postfix_address(policy, queue_directory))
+    socketmap = postfix_address(socketmap, queue_directory)
     if inline:  # old-style list: relay control happens inside it, so we go after it
         end = inline[-1].end()
         restrictions = f"{recipient[:end]}, {ours}{recipient[end:]}"

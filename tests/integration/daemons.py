@@ -25,6 +25,7 @@ from tests.harness import (
     spawn_as_service_user,
     stop_process,
     wait_for_port,
+    wait_for_unix_socket,
 )
 
 PYTHON = sys.executable
@@ -83,20 +84,28 @@ class Installation:
 class Policyd:
     """``postwarden-policyd`` running as the service user on free loopback ports."""
 
-    def __init__(self, installation: Installation, *, tls_level: str = "may") -> None:
+    def __init__(
+        self, installation: Installation, *, tls_level: str = "may", socket_dir: Path | None = None
+    ) -> None:
+        """Listen on loopback ports, or on unix sockets in *socket_dir* when given."""
         self.installation = installation
         self.policy_port = free_port()
         self.socketmap_port = free_port()
+        self.socket_dir = socket_dir
         self.tls_level = tls_level
         self.log_path = installation.base / "policyd.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def policy_address(self) -> str:
+        if self.socket_dir:
+            return f"unix:{self.socket_dir / 'policy'}"
         return f"inet:127.0.0.1:{self.policy_port}"
 
     @property
     def socketmap_address(self) -> str:
+        if self.socket_dir:
+            return f"unix:{self.socket_dir / 'socketmap'}"
         return f"inet:127.0.0.1:{self.socketmap_port}"
 
     def start(self) -> None:
@@ -122,8 +131,12 @@ class Policyd:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for_port("127.0.0.1", self.policy_port, timeout=15, proc=self.process)
-        wait_for_port("127.0.0.1", self.socketmap_port, timeout=15, proc=self.process)
+        if self.socket_dir:
+            for name in ("policy", "socketmap"):
+                wait_for_unix_socket(self.socket_dir / name, timeout=15, proc=self.process)
+        else:
+            wait_for_port("127.0.0.1", self.policy_port, timeout=15, proc=self.process)
+            wait_for_port("127.0.0.1", self.socketmap_port, timeout=15, proc=self.process)
 
     def stop(self) -> None:
         if self.process is not None:

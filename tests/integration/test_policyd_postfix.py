@@ -6,6 +6,8 @@ Every test sends real SMTP to a private Postfix instance whose port-25 listener 
 
 from __future__ import annotations
 
+import grp
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -247,3 +249,30 @@ def test_postfix_config_apply_is_idempotent(
     assert mx.postconf_get("postwarden_recipient_restrictions").startswith(
         f"check_policy_service {{ {policyd.policy_address}"
     )
+
+
+def test_unix_sockets_in_the_postfix_spool(
+    postfix_factory: Callable[..., PostfixInstance],
+    installation: Installation,
+    service_user: ServiceUser,
+) -> None:
+    """The layout that works with a chrooted smtpd: sockets in a spool subdirectory that
+    belongs to the service user with group postfix (setgid, so the sockets get it too)."""
+    postfix = postfix_factory(hosted=HOSTED)
+    socket_dir = postfix.queue_dir / "postwarden"
+    socket_dir.mkdir()
+    os.chown(socket_dir, service_user.uid, grp.getgrnam("postfix").gr_gid)
+    socket_dir.chmod(0o2750)
+    daemon = Policyd(installation, socket_dir=socket_dir)
+    daemon.start()
+    try:
+        daemon.wire(postfix)
+        assert "unix:postwarden/policy," in postfix.postconf_get(
+            "postwarden_recipient_restrictions"
+        )  # relative to the queue directory
+        assert oct((socket_dir / "policy").stat().st_mode & 0o777) == "0o660"
+        assert rcpt(postfix, "203.0.113.6", "bob@hosted.test")[0] == 554
+        assert rcpt(postfix, "203.0.113.5", "bob@hosted.test")[0] == 250
+    finally:
+        daemon.stop()
+    assert not (socket_dir / "policy").exists()  # removed on stop
