@@ -20,7 +20,6 @@ from pathlib import Path
 from postwarden import __version__
 from postwarden import log as logsetup
 from postwarden.errors import PostwardenError
-from postwarden.policyd.history import BlockRecorder
 from postwarden.policyd.netstring import encode
 from postwarden.policyd.protocol import format_reply, parse_request
 from postwarden.policyd.server import (
@@ -39,6 +38,7 @@ from postwarden.policyd.service import (
 from postwarden.postfix.postconf import PostfixUnavailable, parameters
 from postwarden.server import Daemon, ListenAddress
 from postwarden.settings import paths
+from postwarden.settings.block_recorder import BlockRecorder
 
 log = logging.getLogger("postwarden.policyd")
 
