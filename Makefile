@@ -7,8 +7,10 @@ PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 # postfix: the tests' private instances; libmilter-dev: pymilter builds against it;
 # swaks: the demo's and tests' SMTP client; dnsmasq-base: the loopback DNS server of DKIM tests;
-# python3-venv/-dev: the venv and pymilter's C build against Debian's Python.
-DEBIAN_PACKAGES := postfix libmilter-dev swaks dnsmasq-base openssl python3-venv python3-dev
+# python3-venv/-dev: the venv and pymilter's C build against Debian's Python; dovecot-sieve:
+# sievec, which compiles the shipped Sieve rule in the tests.
+DEBIAN_PACKAGES := postfix libmilter-dev swaks dnsmasq-base openssl python3-venv python3-dev \
+                   dovecot-sieve
 
 .PHONY: deps system-deps test run lint bench clean
 

@@ -30,6 +30,7 @@ class Daemon:
 
 
 POLICY, SOCKETMAP = "inet:127.0.0.1:10040", "inet:127.0.0.1:10041"
+MILTER = "inet:127.0.0.1:10042"
 ASK_POLICYD = (  # what Postfix sends at RCPT time, by hand
     ".venv/bin/python -c \"import socket; s = socket.create_connection(('127.0.0.1', 10040));"
     " s.sendall(b'request=smtpd_access_policy\\nprotocol_state=RCPT\\n"
@@ -41,21 +42,12 @@ ASK_POLICYD = (  # what Postfix sends at RCPT time, by hand
 def _daemons(settings: Path, state: Path) -> list[Daemon]:
     """The daemons ``make run`` starts (loopback only)."""
     common = ["--settings", str(settings), "--state-dir", str(state)]
+    policyd = [*common, "--policy", POLICY, "--socketmap", SOCKETMAP, "--tls-security-level", "may"]
     return [
+        Daemon("postwarden-policyd", [sys.executable, "-m", "postwarden.policyd.main", *policyd]),
         Daemon(
-            "postwarden-policyd",
-            [
-                sys.executable,
-                "-m",
-                "postwarden.policyd.main",
-                *common,
-                "--policy",
-                POLICY,
-                "--socketmap",
-                SOCKETMAP,
-                "--tls-security-level",
-                "may",
-            ],
+            "postwarden-milter",
+            [sys.executable, "-m", "postwarden.milter.main", *common, "--socket", MILTER],
         ),
     ]
 
@@ -84,7 +76,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     pw = f".venv/bin/postwarden --settings {settings} --state-dir {state}"
     print(f"\nsettings: {settings}\nstate:    {state}")
-    print(f"policy delegation on {POLICY}, socketmap on {SOCKETMAP}\n")
+    print(f"policy delegation on {POLICY}, socketmap on {SOCKETMAP}, milter on {MILTER}\n")
     print("try:")
     print("  # what the policy daemon answers Postfix for a blocked sender:")
     print(f"  {ASK_POLICYD}")

@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from postwarden.errors import PostwardenError
 from postwarden.settings.snapshot import Snapshot
@@ -87,19 +87,67 @@ class ListenAddress:
 
 
 class Published(Generic[V]):
-    """A value compiled from the current snapshot, replaced whole on each reload."""
+    """A value compiled from the current snapshot, replaced whole on each reload.
 
-    def __init__(self, source: SnapshotSource, compile_view: Callable[[Snapshot], V]) -> None:
+    *also_changed* lets a service recompile for reasons outside the settings file (the
+    milter's DKIM keys live in the state database); it is polled with every refresh.
+    """
+
+    def __init__(
+        self,
+        source: SnapshotSource,
+        compile_view: Callable[[Snapshot], V],
+        *,
+        also_changed: Callable[[], bool] | None = None,
+    ) -> None:
         self.source = source
         self._compile = compile_view
+        self._also_changed = also_changed
         self.value: V = compile_view(source.current)
         self.reloads = 0
 
     def refresh(self, *, force: bool = False) -> None:
-        """Reload the settings if they changed; runs in the worker thread."""
-        if self.source.refresh(force=force):
+        """Recompile if the settings (or anything else the view depends on) changed."""
+        changed = self.source.refresh(force=force)
+        if self._also_changed is not None and self._also_changed():
+            changed = True
+        if changed or force:
             self.value = self._compile(self.source.current)
             self.reloads += 1
+
+
+class SettingsWatcher:
+    """Refresh a :class:`Published` every second from its own thread; at once on poke()."""
+
+    def __init__(self, published: Published[Any]) -> None:
+        self.published = published
+        self._wake = threading.Event()
+        self._force = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="settings-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def poke(self) -> None:
+        """Reload now, even if nothing seems to have changed (SIGHUP)."""
+        self._force.set()
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(REFRESH_SECONDS)
+            self._wake.clear()
+            force = self._force.is_set()
+            self._force.clear()
+            try:
+                self.published.refresh(force=force)
+            except Exception:  # a bug in compiling must not stop future reloads
+                log.exception("settings reload failed; keeping the last good settings")
 
 
 class Daemon(Generic[V]):
@@ -117,10 +165,8 @@ class Daemon(Generic[V]):
         self.source = SnapshotSource(settings_path)
         self.source.load()
         self.published = Published(self.source, compile_view)
+        self.watcher = SettingsWatcher(self.published)
         self.socket_mode = socket_mode
-        self._wake = threading.Event()
-        self._force = threading.Event()
-        self._stopping = threading.Event()
 
     def run(self, servers: list[tuple[ListenAddress, Callable[[], asyncio.Protocol]]]) -> None:
         """Serve until SIGTERM/SIGINT."""
@@ -135,13 +181,11 @@ class Daemon(Generic[V]):
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_now)
-        watcher = threading.Thread(target=self._watch, name="settings-watch", daemon=True)
-        watcher.start()
+        self.watcher.start()
         log.info("%s started: %s", self.name, ", ".join(str(a) for a, _ in servers))
         await stop.wait()
         log.info("%s stopping", self.name)
-        self._stopping.set()
-        self._wake.set()
+        self.watcher.stop()
         for listener in listeners:
             listener.close()
         for listener in listeners:
@@ -153,19 +197,7 @@ class Daemon(Generic[V]):
 
     def _reload_now(self) -> None:
         log.info("SIGHUP: reloading settings")
-        self._force.set()
-        self._wake.set()
-
-    def _watch(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(REFRESH_SECONDS)
-            self._wake.clear()
-            force = self._force.is_set()
-            self._force.clear()
-            try:
-                self.published.refresh(force=force)
-            except Exception:  # a bug in compiling must not stop future reloads
-                log.exception("settings reload failed; keeping the last good settings")
+        self.watcher.poke()
 
     async def _listen(
         self, address: ListenAddress, factory: Callable[[], asyncio.Protocol]

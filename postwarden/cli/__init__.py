@@ -15,7 +15,18 @@ import sys
 from collections.abc import Sequence
 
 from postwarden import __version__
-from postwarden.cli import check, domain, explain, init, iplist, postfix_config, tls
+from postwarden.cli import (
+    check,
+    dkim,
+    domain,
+    explain,
+    gateway,
+    init,
+    iplist,
+    postfix_config,
+    spam_rule,
+    tls,
+)
 from postwarden.cli._command import Command
 from postwarden.cli._env import Environment, ExitStatus
 from postwarden.errors import PostwardenError
@@ -27,7 +38,10 @@ COMMANDS: tuple[Command, ...] = (
     domain.COMMAND,
     iplist.ALLOW,
     iplist.BLOCK,
+    gateway.COMMAND,
+    spam_rule.COMMAND,
     tls.COMMAND,
+    dkim.COMMAND,
     explain.COMMAND,
     postfix_config.COMMAND,
 )

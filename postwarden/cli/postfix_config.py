@@ -11,7 +11,7 @@ import argparse
 from postwarden.cli._command import Command
 from postwarden.cli._env import BadInput, Environment, ExitStatus
 from postwarden.postfix.postconf import has_service, parameters, set_parameters
-from postwarden.postfix.wiring import Line, policyd_wiring
+from postwarden.postfix.wiring import MILTER_MACROS, Line, milter_wiring, policyd_wiring
 
 
 def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -35,6 +35,25 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
         metavar="ADDR",
         help="postwarden-policyd's socketmap listener (default %(default)s)",
     )
+    parser.add_argument(
+        "--components",
+        default="policyd,milter",
+        metavar="LIST",
+        help="which daemons to wire: policyd, milter or both (default %(default)s)",
+    )
+    parser.add_argument(
+        "--milter",
+        default="inet:127.0.0.1:10042",
+        metavar="ADDR",
+        help="postwarden-milter's listener (default %(default)s)",
+    )
+    parser.add_argument(
+        "--submission-service",
+        default="submission/inet",
+        metavar="NAME/TYPE",
+        help="the master.cf service of the submission listener (default %(default)s);"
+        " with --apply it is skipped when master.cf has no such service",
+    )
 
 
 def _render(lines: list[Line]) -> str:
@@ -50,17 +69,35 @@ def _render(lines: list[Line]) -> str:
 def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
     config_dir = args.postfix_config_dir
     current = parameters(["smtpd_relay_restrictions", "queue_directory"], config_dir)
-    current.update(
-        parameters(
-            ["smtpd_recipient_restrictions", "smtp_tls_policy_maps"], config_dir, expand=False
-        )
-    )
-    lines = policyd_wiring(
-        current, policy=args.policy, socketmap=args.socketmap, service=args.service
-    )
+    as_written = [
+        "smtpd_recipient_restrictions",
+        "smtp_tls_policy_maps",
+        "smtpd_milters",
+        "non_smtpd_milters",
+        *MILTER_MACROS,
+    ]
+    current.update(parameters(as_written, config_dir, expand=False))
+    components = set(args.components.replace(",", " ").split())
+    if not components or components - {"policyd", "milter"}:
+        raise BadInput(f"--components {args.components!r}: name policyd, milter or both")
+    services = [args.service, args.submission_service]
     if args.apply:
         if not has_service(args.service, config_dir):
             raise BadInput(f"master.cf has no service {args.service} (see --service)")
+        if "milter" in components and not has_service(args.submission_service, config_dir):
+            env.note(
+                f"master.cf has no service {args.submission_service}: the milter is"
+                " attached to the port-25 listener only (see --submission-service)"
+            )
+            services.remove(args.submission_service)
+    lines: list[Line] = []
+    if "policyd" in components:
+        lines += policyd_wiring(
+            current, policy=args.policy, socketmap=args.socketmap, service=args.service
+        )
+    if "milter" in components:
+        lines += milter_wiring(current, milter=args.milter, services=services)
+    if args.apply:
         for line in lines:
             set_parameters(line.postconf_argv(), config_dir)
     env.emit(

@@ -27,6 +27,7 @@ Errors:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from postwarden.errors import PostwardenError
@@ -137,3 +138,84 @@ def policyd_wiring(
             " smtp_tls_security_level); a failed lookup defers delivery, never sends in clear",
         ),
     ]
+
+
+MILTER_PARAMETER = "postwarden_milter"
+SMTPD_MILTERS_PARAMETER = "postwarden_smtpd_milters"
+MILTER_TIMEOUTS = "connect_timeout=10s, command_timeout=30s, content_timeout=120s"
+# The macros the milter reads, by the parameter that must send them.
+MILTER_MACROS = {"milter_mail_macros": "{auth_authen}", "milter_end_of_data_macros": "i"}
+
+
+def milter_wiring(
+    parameters: dict[str, str], *, milter: str, services: Sequence[str]
+) -> list[Line]:
+    """The lines for the milter, given the current parameters (as written).
+
+    *parameters* holds ``queue_directory``, ``smtpd_milters``, ``non_smtpd_milters`` and the
+    macro parameters of :data:`MILTER_MACROS`; *services* are the master.cf services
+    (port 25 and submission) whose mail the milter sees.
+    """
+    ours = f"${MILTER_PARAMETER}"
+    address = postfix_address(milter, parameters.get("queue_directory", ""))
+    smtpd = [m for m in _milter_list(parameters.get("smtpd_milters", "")) if m != ours]
+    local = [m for m in _milter_list(parameters.get("non_smtpd_milters", "")) if m != ours]
+    lines = [
+        Line(
+            "main",
+            MILTER_PARAMETER,
+            f"{{ {address}, default_action=tempfail, {MILTER_TIMEOUTS} }}",
+            "the milter; default_action=tempfail: while it is down, mail is deferred and"
+            " retried, never accepted unsigned or unfiltered",
+        ),
+        Line(
+            "main",
+            SMTPD_MILTERS_PARAMETER,
+            ", ".join([*smtpd, ours]),
+            "the site's milters, postwarden last: it signs what the others produced",
+        ),
+        Line(
+            "main",
+            "non_smtpd_milters",
+            ", ".join([*local, ours]),
+            "locally submitted mail (sendmail, pickup) is signed too",
+        ),
+    ]
+    for parameter, macro in MILTER_MACROS.items():
+        current = parameters.get(parameter, "")
+        if macro not in split_list(current):
+            lines.append(
+                Line(
+                    "main",
+                    parameter,
+                    f"{current} {macro}".strip(),
+                    f"the milter reads {macro} at this stage",
+                )
+            )
+    lines.extend(
+        Line(
+            "master",
+            f"{service}/smtpd_milters",
+            f"${SMTPD_MILTERS_PARAMETER}",
+            "the milter runs on the port-25 and submission listeners only, not on"
+            " content-filter re-injection",
+        )
+        for service in services
+    )
+    return lines
+
+
+def _milter_list(value: str) -> list[str]:
+    """Split a milter list, keeping ``{ ... }`` definitions whole."""
+    items, depth, current = [], 0, ""
+    for char in value:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth == 0 and char in ", \t\n":
+            if current.strip():
+                items.append(current.strip())
+            current = ""
+        else:
+            current += char
+    if current.strip():
+        items.append(current.strip())
+    return items

@@ -59,10 +59,19 @@ class StateDB:
         self.conn = conn
 
     @classmethod
-    def open(cls, state_dir: Path) -> StateDB:
-        """Open (creating and upgrading as needed) ``state.db`` in *state_dir*."""
+    def open(cls, state_dir: Path, *, handed_over: bool = False) -> StateDB:
+        """Open (creating and upgrading as needed) ``state.db`` in *state_dir*.
+
+        *handed_over*: the connection is opened in one thread and then used by another
+        (never by two at once), which sqlite3 refuses unless told.
+        """
         state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        conn = sqlite3.connect(state_dir / FILENAME, timeout=5.0, isolation_level=None)
+        conn = sqlite3.connect(
+            state_dir / FILENAME,
+            timeout=5.0,
+            isolation_level=None,
+            check_same_thread=not handed_over,
+        )
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")

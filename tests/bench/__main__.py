@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import sys
 
-from tests.bench import bench_policyd, bench_settings
+from tests.bench import bench_dkim, bench_milter, bench_policyd, bench_settings
 
-BENCHMARKS = {"settings": bench_settings.main, "policyd": bench_policyd.main}
+BENCHMARKS = {
+    "settings": bench_settings.main,
+    "policyd": bench_policyd.main,
+    "dkim": bench_dkim.main,
+    "milter": bench_milter.main,
+}
 
 
 def main(argv: list[str]) -> int:

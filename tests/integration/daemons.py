@@ -166,9 +166,87 @@ class Policyd:
             self.policy_address,
             "--socketmap",
             self.socketmap_address,
+            "--components",
+            "policyd",
         )
-        for name in ("main.cf", "master.cf"):  # Postfix waits for files younger than 2 s
-            path = postfix.config_dir / name
-            old = path.stat().st_mtime - 60
-            os.utime(path, (old, old))
+        _settle(postfix)
         postfix.reload()
+
+
+class MilterDaemon:
+    """``postwarden-milter`` running as the service user on a free loopback port."""
+
+    def __init__(self, installation: Installation) -> None:
+        self.installation = installation
+        self.port = free_port()
+        self.log_path = installation.base / "milter.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"inet:127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        inst = self.installation
+        with open(self.log_path, "ab") as log:
+            self.process = spawn_as_service_user(
+                [
+                    PYTHON,
+                    "-m",
+                    "postwarden.milter.main",
+                    "--settings",
+                    str(inst.settings),
+                    "--state-dir",
+                    str(inst.state_dir),
+                    "--socket",
+                    self.address,
+                ],
+                user=inst.user,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port("127.0.0.1", self.port, timeout=15, proc=self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        self.process = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def wire(postfix: PostfixInstance, policyd: Policyd | None, milter: MilterDaemon) -> None:
+    """``postwarden postfix-config --apply`` for both listeners (policyd if given)."""
+    daemons = ["--milter", milter.address]
+    if policyd is not None:
+        daemons += ["--policy", policyd.policy_address, "--socketmap", policyd.socketmap_address]
+    milter.installation.cli(
+        "postfix-config",
+        "--apply",
+        "--postfix-config-dir",
+        str(postfix.config_dir),
+        "--service",
+        f"127.0.0.1:{postfix.mx_port}/inet",
+        "--submission-service",
+        f"127.0.0.1:{postfix.submission_port}/inet",
+        "--components",
+        "milter" if policyd is None else "policyd,milter",
+        *daemons,
+    )
+    _settle(postfix)
+    postfix.reload()
+
+
+def _settle(postfix: PostfixInstance) -> None:
+    """Backdate main.cf/master.cf: Postfix waits for configuration files younger than 2 s."""
+    for name in ("main.cf", "master.cf"):
+        path = postfix.config_dir / name
+        old = path.stat().st_mtime - 60
+        os.utime(path, (old, old))

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from tests.harness import PostfixInstance, ServiceUser, send
-from tests.integration.daemons import Installation, Policyd
+from tests.integration.daemons import Installation, MilterDaemon, Policyd
 
 pytestmark = pytest.mark.postfix
 
 CONF = Path(__file__).resolve().parents[2] / "postfix-conf"
-DEFAULT_POLICY, DEFAULT_SOCKETMAP = "inet:127.0.0.1:10040", "inet:127.0.0.1:10041"
+DEFAULTS = ("inet:127.0.0.1:10040", "inet:127.0.0.1:10041", "inet:127.0.0.1:10042")
 
 
 def _lines(name: str) -> list[str]:
@@ -29,36 +29,57 @@ def test_snippets_match_postfix_config_output(
     installation = Installation(traversable_tmp, service_user)
     printed = installation.cli("postfix-config", "--postfix-config-dir", str(postfix.config_dir))
     lines = [x for x in printed.stdout.splitlines() if x and not x.startswith("#")]
-    assert lines == _lines("policyd.main.cf") + _lines("policyd.master.cf")
+    assert lines == _lines("postwarden.main.cf") + _lines("postwarden.master.cf")
 
 
-def test_snippets_wire_a_working_policy_check(
+def test_snippets_wire_working_daemons(
     postfix_factory: Callable[..., PostfixInstance],
     traversable_tmp: Path,
     service_user: ServiceUser,
 ) -> None:
     installation = Installation(traversable_tmp, service_user)
     installation.cli("block", "add", "203.0.113.0/24")
-    policyd = Policyd(installation)
+    installation.cli("spam-rule", "add", "pills", "--field", "subject", "--pattern", "pills")
+    policyd, milter = Policyd(installation), MilterDaemon(installation)
     policyd.start()
+    milter.start()
     try:
         postfix = postfix_factory()
-        service = f"127.0.0.1:{postfix.mx_port}/inet"
-        for line in _lines("policyd.main.cf"):
-            line = line.replace(DEFAULT_POLICY, policyd.policy_address)
-            line = line.replace(DEFAULT_SOCKETMAP, policyd.socketmap_address)
+        addresses = (policyd.policy_address, policyd.socketmap_address, milter.address)
+        for line in _lines("postwarden.main.cf"):
+            for default, address in zip(DEFAULTS, addresses, strict=True):
+                line = line.replace(default, address)
             name, _, value = line.partition(" = ")
             postfix.postconf({name: value}, reload=False)
+        services = {
+            "smtp/inet": f"127.0.0.1:{postfix.mx_port}/inet",
+            "submission/inet": f"127.0.0.1:{postfix.submission_port}/inet",
+        }
         postfix.postconf_master(
-            *(line.replace("smtp/inet", service, 1) for line in _lines("policyd.master.cf"))
+            *(
+                services[line.split("/", 2)[0] + "/inet"] + line[line.index("/inet") + 5 :]
+                for line in _lines("postwarden.master.cf")
+            )
         )
         reply = send(
             postfix.mx_port, "a@ext.example", ["bob@hosted.test"], client_ip="203.0.113.9"
         ).rcpts["bob@hosted.test"]
         assert reply.code == 554 and "blocked" in reply.text
+        result = send(
+            postfix.mx_port,
+            "a@ext.example",
+            ["bob@hosted.test"],
+            client_ip="198.51.100.9",
+            headers={"Subject": "pills"},
+        )
+        assert result.queue_id
+        (delivered,) = postfix.wait_for_mailbox("bob@hosted.test")
+        assert delivered.message["X-Postwarden-Spam"] == "pills"
+        # submission is not asked by the policy daemon (blocked IP, yet accepted)
         reply = send(
             postfix.submission_port, "a@ext.example", ["bob@hosted.test"], client_ip="203.0.113.9"
         ).rcpts["bob@hosted.test"]
-        assert reply.code == 250  # not asked on other listeners
+        assert reply.code == 250
     finally:
+        milter.stop()
         policyd.stop()

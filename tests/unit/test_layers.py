@@ -26,6 +26,8 @@ FORBIDDEN = {
         "postwarden.milter",
     ],
     "postwarden.decision": ["postwarden.cli", "postwarden.policyd", "postwarden.milter"],
+    "postwarden.dkim": ["postwarden.cli", "postwarden.policyd", "postwarden.milter"],
+    "postwarden.postfix": ["postwarden.cli", "postwarden.policyd", "postwarden.milter"],
     "postwarden.policyd": ["postwarden.cli", "postwarden.milter"],
     "postwarden.milter": ["postwarden.cli", "postwarden.policyd"],
 }

@@ -1,0 +1,294 @@
+"""Check that a DKIM key is published in DNS, asking the domain's own name servers.
+
+Description:
+    :func:`check_record` looks up the TXT record ``SELECTOR._domainkey.DOMAIN`` and judges
+    it against our key: :attr:`Outcome.OK`, :attr:`~Outcome.MISSING` (no such name, no TXT
+    record, or no DKIM key record among them), :attr:`~Outcome.DIFFERENT` (another key is
+    published), :attr:`~Outcome.REVOKED` (``p=`` empty) or :attr:`~Outcome.DNS_ERROR`
+    (timeouts, SERVFAIL/REFUSED, no reachable server).
+
+    By default it asks the zone's authoritative servers directly: the zone is found with
+    ``dns.resolver.zone_for_name``, then its NS records and their addresses (IPv4 first),
+    and each server is asked in turn, over UDP with TCP on truncation, without recursion,
+    until one gives an authoritative answer. A recursive resolver's cached "not found" from
+    before the record was added therefore cannot mislead. ``nameserver="HOST[:PORT]"``
+    (``[V6ADDR]:PORT`` for IPv6) asks that one server instead, with recursion desired; tests
+    use it with a DNS server on loopback. CNAMEs are followed (a few steps, as published
+    keys are sometimes delegated to a mail provider that way).
+
+Errors:
+    Lookups never raise for DNS trouble: it becomes a :attr:`Outcome.DNS_ERROR` result with
+    a detail. :class:`BadNameserver` when ``nameserver`` cannot be understood.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from postwarden.dkim.keys import PrivateKey
+from postwarden.dkim.record import BadRecord, KeyRecord, host_name, matches, parse_record
+from postwarden.errors import PostwardenError
+
+DEFAULT_TIMEOUT = 3.0  # seconds per server and query
+MAX_SERVERS = 6
+MAX_CNAMES = 5
+
+
+class BadNameserver(PostwardenError):
+    """Not a name server address."""
+
+
+class _DnsFailure(PostwardenError):
+    """The lookup failed."""
+
+
+class Outcome(enum.StrEnum):
+    OK = "ok"
+    MISSING = "missing"
+    DIFFERENT = "different"
+    REVOKED = "revoked"
+    DNS_ERROR = "dns-error"
+
+    @property
+    def description(self) -> str:
+        return _DESCRIPTIONS[self]
+
+
+_DESCRIPTIONS = {
+    Outcome.OK: "published",
+    Outcome.MISSING: "missing",
+    Outcome.DIFFERENT: "different key",
+    Outcome.REVOKED: "revoked",
+    Outcome.DNS_ERROR: "DNS error",
+}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What the check found: the outcome, why, and where it asked."""
+
+    outcome: Outcome
+    detail: str
+    name: str
+    server: str = ""
+    records: tuple[str, ...] = ()  # the TXT values found (strings joined)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+
+@dataclass(frozen=True)
+class _Answer:
+    records: list[tuple[bytes, ...]]
+    server: str
+    nxdomain: bool = False
+
+
+def check_record(
+    domain: str,
+    selector: str,
+    key: PrivateKey,
+    *,
+    nameserver: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    resolver: dns.resolver.Resolver | None = None,
+    port: int = 53,
+) -> CheckResult:
+    """Look up and judge the record of *selector* of *domain* against *key*.
+
+    *resolver* (default: the system's) finds the authoritative servers; *port* is the port
+    they are asked on (53; tests change it). Both are ignored with *nameserver*.
+    """
+    name = host_name(selector, domain)
+    try:
+        if nameserver is not None:
+            host, ns_port = parse_nameserver(nameserver)
+            answer = _lookup_recursive(host, ns_port, name, timeout)
+        else:
+            answer = _lookup_authoritative(name, resolver, port, timeout)
+    except _DnsFailure as exc:
+        return CheckResult(Outcome.DNS_ERROR, str(exc), name)
+    outcome, detail = judge(answer.records, key, name, nxdomain=answer.nxdomain)
+    values = tuple(b"".join(r).decode("ascii", "replace") for r in answer.records)
+    return CheckResult(outcome, detail, name, answer.server, values)
+
+
+def judge(
+    records: Sequence[Sequence[bytes | str]], key: PrivateKey, name: str, *, nxdomain: bool = False
+) -> tuple[Outcome, str]:
+    """The outcome for the TXT *records* (each a list of strings) found at *name*."""
+    if nxdomain:
+        return Outcome.MISSING, f"{name} does not exist (NXDOMAIN)"
+    if not records:
+        return Outcome.MISSING, f"{name} has no TXT record"
+    parsed: list[KeyRecord] = []
+    problems: list[str] = []
+    for strings in records:
+        try:
+            parsed.append(parse_record(strings))
+        except BadRecord as exc:
+            problems.append(str(exc))
+    if not parsed:
+        return Outcome.MISSING, f"no DKIM key record at {name} ({'; '.join(problems)})"
+    if any(matches(r, key) for r in parsed):
+        testing = any(r.testing for r in parsed if matches(r, key))
+        note = " (flagged t=y, testing: receivers may ignore failures)" if testing else ""
+        return Outcome.OK, f"{name} publishes this key{note}"
+    if any(r.revoked for r in parsed):
+        return Outcome.REVOKED, f"{name} has an empty p=: the key is revoked"
+    kinds = ", ".join(sorted({f"k={r.key_type}" for r in parsed}))
+    return Outcome.DIFFERENT, f"{name} publishes another key ({kinds})"
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT``, ``V6ADDR`` or ``[V6ADDR]:PORT`` as (address, port)."""
+    host, port = text.strip(), "53"
+    if host.startswith("["):
+        host, bracket, rest = host[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise BadNameserver(f"{text!r} is not HOST[:PORT]")
+        port = rest[1:] or port
+    elif host.count(":") == 1:
+        host, _, port = host.partition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadNameserver(f"{text!r}: {port!r} is not a port number")
+    try:
+        return str(ipaddress.ip_address(host)), int(port)
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError):
+        raise BadNameserver(f"{text!r}: cannot find the address of {host!r}") from None
+    return str(found[0][4][0]), int(port)
+
+
+def authoritative_servers(
+    zone_of: str, resolver: dns.resolver.Resolver | None, timeout: float
+) -> list[str]:
+    """Addresses of the name servers of the zone holding *zone_of*, IPv4 first."""
+    resolver = resolver or dns.resolver.get_default_resolver()
+    try:
+        zone = dns.resolver.zone_for_name(zone_of, resolver=resolver, lifetime=2 * timeout)
+        targets = [r.target for r in resolver.resolve(zone, "NS", lifetime=timeout)]
+    except dns.exception.DNSException as exc:
+        raise _DnsFailure(f"cannot find the name servers of {zone_of}: {_why(exc)}") from None
+    addresses: list[str] = []
+    for rdtype in ("A", "AAAA"):
+        for target in sorted(targets):
+            try:
+                answer = resolver.resolve(target, rdtype, lifetime=timeout)
+            except dns.exception.DNSException:
+                continue
+            addresses.extend(r.address for r in answer if r.address not in addresses)
+    if not addresses:
+        names = ", ".join(str(t) for t in targets)
+        raise _DnsFailure(f"no address found for the name servers of {zone} ({names})")
+    return addresses[:MAX_SERVERS]
+
+
+def _lookup_authoritative(
+    name: str, resolver: dns.resolver.Resolver | None, port: int, timeout: float, depth: int = 0
+) -> _Answer:
+    servers = authoritative_servers(name, resolver, timeout)
+    answer, target = _lookup_at(servers, port, name, timeout, recursion=False)
+    if target is None:
+        return answer
+    if depth >= MAX_CNAMES:
+        raise _DnsFailure(f"{name}: too many CNAMEs")
+    return _lookup_authoritative(target, resolver, port, timeout, depth + 1)
+
+
+def _lookup_recursive(server: str, port: int, name: str, timeout: float) -> _Answer:
+    for _ in range(MAX_CNAMES + 1):
+        answer, target = _lookup_at([server], port, name, timeout, recursion=True)
+        if target is None:
+            return answer
+        name = target
+    raise _DnsFailure(f"{name}: too many CNAMEs")
+
+
+def _lookup_at(
+    servers: list[str], port: int, name: str, timeout: float, *, recursion: bool
+) -> tuple[_Answer, str | None]:
+    """TXT records of *name* from the first of *servers* that answers properly.
+
+    Also returns the target of a CNAME that leads out of the answer (then to be looked up).
+    """
+    qname = dns.name.from_text(name)
+    errors: list[str] = []
+    for server in servers:
+        where = f"{server}:{port}" if ":" not in server else f"[{server}]:{port}"
+        try:
+            response = _query(qname, server, port, timeout, recursion=recursion)
+        except (dns.exception.DNSException, OSError) as exc:
+            errors.append(f"{where}: {_why(exc)}")
+            continue
+        rcode = response.rcode()
+        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            errors.append(f"{where}: {dns.rcode.to_text(rcode)}")
+            continue
+        if not recursion and not response.flags & dns.flags.AA:
+            errors.append(f"{where}: not authoritative for {name}")
+            continue
+        if rcode == dns.rcode.NXDOMAIN:
+            return _Answer([], where, nxdomain=True), None
+        records, target = _txt_in(response, qname)
+        if target is not None and not records:
+            return _Answer([], where), str(target)
+        return _Answer(records, where), None
+    raise _DnsFailure(f"no name server answered for {name}: {'; '.join(errors) or 'none'}")
+
+
+def _query(
+    qname: dns.name.Name, server: str, port: int, timeout: float, *, recursion: bool
+) -> dns.message.Message:
+    query = dns.message.make_query(qname, dns.rdatatype.TXT)
+    if not recursion:
+        query.flags &= ~dns.flags.RD
+    response = dns.query.udp(query, server, timeout=timeout, port=port)
+    if response.flags & dns.flags.TC:
+        response = dns.query.tcp(query, server, timeout=timeout, port=port)
+    return response
+
+
+def _txt_in(
+    response: dns.message.Message, qname: dns.name.Name
+) -> tuple[list[tuple[bytes, ...]], dns.name.Name | None]:
+    """TXT records for *qname* in the answer, following CNAMEs inside it.
+
+    Returns the records and, when a CNAME leads out of the answer, its final target.
+    """
+    name, target = qname, None
+    for _ in range(MAX_CNAMES + 1):
+        for rrset in response.answer:
+            if rrset.name == name and rrset.rdtype == dns.rdatatype.TXT:
+                return [tuple(r.strings) for r in rrset], None
+        cname = next(
+            (r for r in response.answer if r.name == name and r.rdtype == dns.rdatatype.CNAME),
+            None,
+        )
+        if cname is None:
+            return [], target
+        name = target = cname[0].target
+    return [], target
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, dns.exception.Timeout):
+        return "timed out"
+    return str(exc) or type(exc).__name__

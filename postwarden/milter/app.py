@@ -1,0 +1,161 @@
+"""The pymilter class: collect what Postfix sends, apply the plan at end of message.
+
+Description:
+    One instance per Postfix connection (libmilter runs a thread for each). The callbacks
+    only record facts; :func:`~postwarden.milter.verdict.plan_message` decides. Callbacks
+    that never change the outcome are declared ``@noreply`` and steps that are not needed
+    (HELO, DATA, unknown commands, end of headers) are switched off at negotiation, so
+    Postfix waits for us only at end of body and end of message. The body is requested only
+    as far as needed: in full to sign, up to the spam filter's cap otherwise (``SKIP``).
+
+Protocol:
+    Actions negotiated: add header, change header (delete), delete recipient. Macros used:
+    ``{auth_authen}`` (MAIL) and ``i`` (end of message), both in Postfix's defaults.
+
+Errors:
+    Any exception while handling a message is logged with its traceback and answered with
+    TEMPFAIL for that message: Postfix tells the client to try again, nothing is accepted
+    unfiltered and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import Milter
+
+from postwarden.milter.verdict import MessageFacts, Plan, plan_message
+from postwarden.milter.view import MilterView
+from postwarden.settings.state import BlockEvent
+
+log = logging.getLogger("postwarden.milter")
+
+FLAGS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.DELRCPT | Milter.SETSYMLIST
+
+
+class PostwardenMilter(Milter.Base):  # type: ignore[misc]
+    """Thin: state in, plan out."""
+
+    view: ClassVar[Callable[[], MilterView]]
+    record: ClassVar[Callable[[BlockEvent], None]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client_ip = "127.0.0.1"
+        self.facts: MessageFacts | None = None
+        self.chunks: list[bytes] = []
+        self.body_size = 0
+        self.body_cap = 0
+
+    @Milter.noreply
+    @Milter.symlist()
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
+            self.client_ip = str(hostaddr[0])
+        else:  # local submission (non_smtpd_milters) and unix-socket clients
+            self.client_ip = "127.0.0.1"
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    @Milter.symlist("{auth_authen}")
+    def envfrom(self, sender: str, *params: str) -> int:
+        self._reset()
+        self.facts = MessageFacts(
+            client_ip=self.client_ip,
+            sasl_user=self.getsymval("{auth_authen}") or "",
+            sender=sender.strip("<>"),
+        )
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    @Milter.symlist()
+    def envrcpt(self, recipient: str, *params: str) -> int:
+        if self.facts is not None:
+            self.facts.recipients.append(recipient)
+        return Milter.CONTINUE
+
+    @Milter.noreply
+    @Milter.decode("bytes")
+    def header(self, name: str, value: bytes) -> int:
+        if self.facts is not None:
+            self.facts.headers.append((name, value))
+        return Milter.CONTINUE
+
+    def body(self, chunk: bytes) -> int:
+        facts = self.facts
+        if facts is None:
+            return Milter.CONTINUE
+        if not self.body_cap:
+            self.body_cap = self._body_cap(facts)
+        chunk = chunk[: self.body_cap - self.body_size]
+        self.chunks.append(chunk)
+        self.body_size += len(chunk)
+        return Milter.SKIP if self.body_size >= self.body_cap else Milter.CONTINUE
+
+    def _body_cap(self, facts: MessageFacts) -> int:
+        """All of it to sign (trusted clients); four times the spam cap otherwise."""
+        view = self.view()
+        if facts.sasl_user or view.snapshot.trusted.lookup_text(facts.client_ip):
+            return 1 << 62
+        return 4 * view.snapshot.settings.spam_filter.body_limit + 1
+
+    @Milter.symlist("i")
+    def eom(self) -> int:
+        facts, chunks = self.facts, self.chunks
+        self._reset()
+        if facts is None:
+            return Milter.CONTINUE
+        facts.body = b"".join(chunks)
+        facts.queue_id = self.getsymval("i") or "NOQUEUE"
+        try:
+            plan = plan_message(self.view(), facts)
+            return self._apply(facts, plan)
+        except Exception:
+            log.exception("%s: internal error; temporary failure", facts.queue_id)
+            self.setreply("451", "4.3.0", "Temporary content filter failure, try again later")
+            return Milter.TEMPFAIL
+
+    def _apply(self, facts: MessageFacts, plan: Plan) -> int:
+        for name, index in plan.remove_headers:
+            self.chgheader(name, index, "")
+        for event in plan.blocks:
+            self.record(event)
+        if plan.reject:
+            self.setreply("550", "5.7.1", plan.reject)
+            _log(facts, plan, "reject")
+            return Milter.REJECT
+        for recipient in plan.delete_recipients:
+            self.delrcpt(recipient)
+        if plan.signature:
+            self.addheader("DKIM-Signature", plan.signature, 0)
+        for name, value in plan.add_headers:
+            self.addheader(name, value)
+        _log(facts, plan, "accept")
+        return Milter.CONTINUE
+
+    def abort(self) -> int:
+        self._reset()
+        return Milter.CONTINUE
+
+    def _reset(self) -> None:
+        self.facts, self.chunks, self.body_size, self.body_cap = None, [], 0, 0
+
+
+def _log(facts: MessageFacts, plan: Plan, outcome: str) -> None:
+    details = [*plan.notes]
+    if plan.remove_headers:
+        details.append(f"removed {len(plan.remove_headers)} header(s)")
+    if plan.delete_recipients:
+        details.append("removed " + ", ".join(plan.delete_recipients))
+    details.extend(f"added {name}: {value}" for name, value in plan.add_headers)
+    log.info(
+        "%s: %s: from=<%s> client=[%s] %s",
+        facts.queue_id,
+        outcome,
+        facts.sender,
+        facts.client_ip,
+        "; ".join(details) or "nothing to do",
+    )

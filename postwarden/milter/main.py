@@ -1,0 +1,168 @@
+"""``postwarden-milter``: DKIM signing, regex spam tagging, header rewrites for Postfix.
+
+Usage:
+    postwarden-milter [--settings F] [--state-dir D] [--socket ADDR]
+
+ADDR is ``inet:HOST:PORT`` or ``unix:PATH`` (Postfix's spelling; default
+``inet:127.0.0.1:10042``). Settings and DKIM keys are re-read when they change (checked
+every second) and on SIGUSR1. libmilter, which runs the connections, reserves SIGHUP and
+SIGTERM to stop: ``systemctl reload`` sends SIGUSR1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import Milter
+
+from postwarden import __version__
+from postwarden import log as logsetup
+from postwarden.errors import PostwardenError
+from postwarden.milter.app import FLAGS, PostwardenMilter
+from postwarden.milter.keyring import KeyRing
+from postwarden.milter.view import MilterView, compile_view
+from postwarden.server import ListenAddress, Published, SettingsWatcher
+from postwarden.settings import paths
+from postwarden.settings.block_recorder import BlockRecorder
+from postwarden.settings.source import SnapshotSource
+
+log = logging.getLogger("postwarden.milter")
+
+PROGRAM = "postwarden-milter"
+IO_TIMEOUT = 600  # seconds libmilter waits for Postfix; Postfix's own timeouts are shorter
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description="DKIM signing, regex spam tagging, header rewrites and gateway"
+        " original-IP checks for Postfix, from the postwarden settings.",
+    )
+    parser.add_argument(
+        "--settings",
+        type=Path,
+        default=paths.settings_path(None, os.environ),
+        help="settings file (env POSTWARDEN_SETTINGS; default %(default)s)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=paths.state_dir(None, os.environ),
+        help="state directory (env POSTWARDEN_STATE_DIR; default %(default)s)",
+    )
+    parser.add_argument(
+        "--socket",
+        default="inet:127.0.0.1:10042",
+        metavar="ADDR",
+        help="listening address (default %(default)s)",
+    )
+    parser.add_argument("--syslog", action="store_true", help="log to syslog (mail facility)")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
+    return parser
+
+
+def libmilter_address(address: ListenAddress) -> str:
+    """Postfix writes inet:HOST:PORT; libmilter wants inet:PORT@HOST (inet6 for IPv6)."""
+    if address.path:
+        return f"unix:{address.path}"
+    family = "inet6" if ":" in address.host else "inet"
+    return f"{family}:{address.port}@{address.host}"
+
+
+def _no_delay_on_listener(port: int) -> None:
+    """Set TCP_NODELAY on libmilter's listening socket (accepted sockets inherit it).
+
+    libmilter answers a command with several small writes (a header change, then the
+    verdict); with Nagle's algorithm on, the second waits for the ACK of the first, which
+    Postfix delays: about 40 ms per message on loopback TCP.
+    """
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue
+        with sock:
+            try:
+                listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                bound = sock.family in (socket.AF_INET, socket.AF_INET6) and (
+                    sock.getsockname()[1] == port
+                )
+            except OSError:
+                continue
+            if listening and bound:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _reload_on_usr1(watcher: SettingsWatcher) -> None:
+    """SIGUSR1 is blocked in every thread; this one waits for it."""
+    while True:
+        signal.sigwait({signal.SIGUSR1})
+        log.info("SIGUSR1: reloading settings and keys")
+        watcher.poke()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logsetup.setup(PROGRAM, level=args.log_level, syslog=args.syslog)
+    # Block SIGUSR1 before any thread starts, so that every thread inherits the mask and
+    # only the reload thread's sigwait() receives it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    try:
+        address = ListenAddress.parse(args.socket)
+        source = SnapshotSource(args.settings)
+        source.load()
+        keyring = KeyRing(args.state_dir)
+        published: Published[MilterView] = Published(
+            source, partial(compile_view, load_keys=keyring.load), also_changed=keyring.changed
+        )
+    except (PostwardenError, OSError) as exc:
+        log.critical("%s", exc)
+        return 1
+    recorder = BlockRecorder(
+        args.state_dir, lambda: published.value.snapshot.settings.block_history
+    )
+    recorder.start()
+    watcher = SettingsWatcher(published)
+    watcher.start()
+    threading.Thread(target=_reload_on_usr1, args=(watcher,), name="reload", daemon=True).start()
+    PostwardenMilter.view = staticmethod(lambda: published.value)  # type: ignore[assignment]
+    PostwardenMilter.record = staticmethod(recorder.record)  # type: ignore[assignment]
+    Milter.factory = PostwardenMilter
+    Milter.set_flags(FLAGS)
+    if address.path:
+        os.umask(0o007)  # the socket: 0660, for Postfix through the socket's group
+    else:
+        open_socket = Milter.milter.opensocket
+
+        def opensocket(remove: bool) -> None:
+            open_socket(remove)
+            _no_delay_on_listener(address.port)
+
+        Milter.milter.opensocket = opensocket
+    log.info("%s started: %s", PROGRAM, address)
+    try:
+        Milter.runmilter(PROGRAM, libmilter_address(address), IO_TIMEOUT)
+    except Milter.milter.error as exc:
+        log.critical("cannot run the milter on %s: %s", address, exc)
+        return 1
+    finally:
+        watcher.stop()
+        recorder.stop()
+    log.info("%s stopped", PROGRAM)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""What the milter answers from: a settings snapshot plus what is compiled from it.
+
+Description:
+    Compiled in the settings-watch thread, never per message: each block's spam rules as RE2
+    objects (once per block, however many domains share it) and the active DKIM private key
+    of every hosted domain, loaded once — parsing a key costs far more than a signature.
+    A new view replaces the old one whole when the settings file or the DKIM state changes.
+
+Settings read:
+    ``domains.*.spam_rules``, ``domains.*.gateway``, ``domains.*.dkim``, IP lists,
+    ``trusted_networks``, ``spam_filter.body_limit``; DKIM key state from the state database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from postwarden.milter.spam_rules import CompiledRule
+from postwarden.settings.snapshot import Snapshot
+from postwarden.util.linear_regex import compile_pattern
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """The active DKIM key of one domain, loaded."""
+
+    domain: str
+    selector: str
+    algorithm: str
+    key: Any  # a cryptography private key object
+
+
+@dataclass(frozen=True)
+class MilterView:
+    snapshot: Snapshot
+    keys: Mapping[str, SigningKey] = field(default_factory=dict)
+    rules: Mapping[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
+
+
+def compile_view(
+    snapshot: Snapshot, load_keys: Callable[[], Mapping[str, SigningKey]] = dict
+) -> MilterView:
+    rules: dict[str, tuple[CompiledRule, ...]] = {}
+    for policy in snapshot.policies.values():
+        if policy.owner not in rules:
+            rules[policy.owner] = tuple(
+                CompiledRule(rule.name, rule.field, compile_pattern(rule.pattern))
+                for rule in policy.block.spam_rules
+            )
+    return MilterView(snapshot, load_keys(), rules)

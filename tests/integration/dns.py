@@ -1,0 +1,121 @@
+"""A real DNS server on loopback for DKIM checks: dnsmasq, authoritative for test zones.
+
+Description:
+    :class:`DnsServer` runs ``dnsmasq --no-daemon`` on 127.0.0.1 and a free port, as the
+    authoritative server of the given zones (``auth-zone``, with ``ns1.ZONE`` -> 127.0.0.1
+    as its NS), with the TXT records the test sets. Names in the zones that have no record
+    get an authoritative NXDOMAIN; names outside them get REFUSED. dnsmasq reads TXT records
+    only at start, so :meth:`DnsServer.set_txt` and :meth:`DnsServer.remove` restart it on
+    the same port. :meth:`DnsServer.resolver` gives a dnspython resolver pointed at it, to
+    exercise the lookup of the authoritative servers.
+
+    :func:`running_dns_server` is a context manager for fixtures: a started server, stopped
+    whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import dns.resolver
+
+from tests.harness import free_port, stop_process, wait_for_port
+
+DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+
+
+class DnsServer:
+    """dnsmasq on 127.0.0.1:port, authoritative for *zones*."""
+
+    def __init__(self, base: Path, zones: Sequence[str] = ("hosted.test",)) -> None:
+        self.base = base
+        self.zones = tuple(zones)
+        self.port = free_port()
+        self.records: dict[str, tuple[str, ...]] = {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = base / "dnsmasq.log"
+
+    @property
+    def address(self) -> str:
+        """What ``--nameserver`` takes."""
+        return f"127.0.0.1:{self.port}"
+
+    def resolver(self) -> dns.resolver.Resolver:
+        """A resolver that asks this server (as a recursive one would be asked)."""
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = ["127.0.0.1"]
+        resolver.port = self.port
+        resolver.lifetime = 3.0
+        return resolver
+
+    def set_txt(self, name: str, strings: Sequence[str]) -> None:
+        """Publish a TXT record of *strings* at *name* (replacing any), then restart."""
+        self.records[name] = tuple(strings)
+        self.restart()
+
+    def remove(self, name: str) -> None:
+        self.records.pop(name, None)
+        self.restart()
+
+    def _config(self) -> str:
+        lines = [
+            f"port={self.port}",
+            "listen-address=127.0.0.1",
+            "bind-interfaces",
+            "no-resolv",
+            "no-hosts",
+            "log-queries",
+            f"log-facility={self.log_path}",
+        ]
+        # dnsmasq takes one auth-server: its name is the NS of every zone it serves.
+        lines.append(f"auth-server=ns1.{self.zones[0]},127.0.0.1")
+        for zone in self.zones:
+            lines += [f"auth-zone={zone}", f"host-record=ns1.{zone},127.0.0.1"]
+        for name, strings in self.records.items():
+            for text in strings:
+                if '"' in text or "\\" in text or len(text.encode()) > 255:
+                    raise ValueError(f"cannot serve TXT string {text!r}")
+            quoted = ",".join(f'"{s}"' for s in strings)
+            lines.append(f"txt-record={name},{quoted}")
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> None:
+        config = self.base / "dnsmasq.conf"
+        config.write_text(self._config())
+        self.process = subprocess.Popen(
+            [DNSMASQ, "--no-daemon", f"--conf-file={config}", "--pid-file"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for_port("127.0.0.1", self.port, timeout=10, proc=self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextlib.contextmanager
+def running_dns_server(zones: Sequence[str] = ("hosted.test",)) -> Iterator[DnsServer]:
+    """A started :class:`DnsServer`, stopped (and its files removed) on exit."""
+    base = Path(tempfile.mkdtemp(prefix="pw-dns-", dir="/tmp"))
+    server = DnsServer(base, zones)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,212 @@
+"""DKIM signing by postwarden-milter in a real Postfix, checked by dkimpy against real DNS.
+
+Keys are made with ``postwarden dkim create``, published in a dnsmasq on loopback and
+activated with ``postwarden dkim verify``; mail leaves through Postfix to an smtp-sink, and
+dkimpy verifies what arrived with the keys it looks up in that same DNS server.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dkim
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+from tests.harness import PostfixInstance, ServiceUser, SinkMessage, SmtpSink, send
+from tests.integration.daemons import Installation, MilterDaemon, Policyd, wire
+from tests.integration.dns import DnsServer, running_dns_server
+
+pytestmark = pytest.mark.postfix
+
+ZONES = ("hosted.test", "signed.test", "unsigned.test")
+HOSTED = {"hosted.test": ("alice", "bob"), "signed.test": ("sam",), "unsigned.test": ("uma",)}
+
+
+@pytest.fixture
+def dns_server() -> Iterator[DnsServer]:
+    with running_dns_server(ZONES) as server:
+        yield server
+
+
+@pytest.fixture
+def installation(traversable_tmp: Path, service_user: ServiceUser) -> Installation:
+    inst = Installation(traversable_tmp, service_user)
+    for domain in ("signed.test", "unsigned.test"):
+        inst.cli("domain", "add", domain)
+    return inst
+
+
+def publish_and_verify(
+    inst: Installation, dns_server: DnsServer, domain: str, selector: str = "postwarden"
+) -> None:
+    created = inst.cli_json("dkim", "create", "--domain", domain, "--selector", selector)
+    dns_server.set_txt(created["host"], created["txt_strings"])
+    inst.cli(
+        "dkim",
+        "verify",
+        "--domain",
+        domain,
+        "--selector",
+        selector,
+        "--nameserver",
+        dns_server.address,
+    )
+
+
+@pytest.fixture
+def outbound(
+    postfix_factory: Callable[..., PostfixInstance], installation: Installation, smtp_sink: SmtpSink
+) -> Iterator[PostfixInstance]:
+    policyd, milter = Policyd(installation), MilterDaemon(installation)
+    policyd.start()
+    milter.start()
+    try:
+        instance = postfix_factory(hosted=HOSTED, routes={"ext.example": smtp_sink.nexthop})
+        wire(instance, policyd, milter)
+        yield instance
+    finally:
+        milter.stop()
+        policyd.stop()
+
+
+def submit(postfix: PostfixInstance, sender: str, recipient: str = "x@ext.example") -> None:
+    result = send(
+        postfix.submission_port,
+        sender,
+        [recipient],
+        client_ip="192.0.2.1",
+        sasl_user="alice",
+        headers={"Subject": "signed?", "From": sender},
+    )
+    assert result.queue_id, result
+
+
+def verify(message: SinkMessage, dns_server: DnsServer) -> bool:
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        query = dns.message.make_query(name.decode().rstrip("."), dns.rdatatype.TXT)
+        answer = dns.query.udp(query, "127.0.0.1", port=dns_server.port, timeout=3)
+        return b"".join(b"".join(r.strings) for rrset in answer.answer for r in rrset)
+
+    return bool(dkim.verify(message.raw, dnsfunc=dnsfunc))
+
+
+def signature_tags(message: SinkMessage) -> dict[str, str]:
+    value = message.message["DKIM-Signature"]
+    assert value is not None, "not signed"
+    return dict(part.strip().split("=", 1) for part in "".join(value.split()).split(";") if part)
+
+
+def wait_new(sink: SmtpSink, count: int) -> SinkMessage:
+    return sink.wait_for(count)[-1]
+
+
+def test_signing_starts_after_verification(
+    outbound: PostfixInstance,
+    installation: Installation,
+    dns_server: DnsServer,
+    smtp_sink: SmtpSink,
+) -> None:
+    installation.cli("dkim", "create", "--domain", "signed.test")
+    submit(outbound, "sam@signed.test")
+    assert wait_new(smtp_sink, 1).message["DKIM-Signature"] is None  # created, not verified
+    publish_and_verify(installation, dns_server, "signed.test", "second")
+    time.sleep(1.5)  # the milter notices the activated key within a second
+    submit(outbound, "sam@signed.test")
+    message = wait_new(smtp_sink, 2)
+    tags = signature_tags(message)
+    assert (tags["d"], tags["s"], tags["a"], tags["c"]) == (
+        "signed.test",
+        "second",
+        "rsa-sha256",
+        "relaxed/relaxed",
+    )
+    assert tags["h"].split(":").count("from") == 2  # From oversigned
+    assert verify(message, dns_server)
+
+
+def test_primary_key_signs_for_a_hosted_domain_without_its_own(
+    outbound: PostfixInstance,
+    installation: Installation,
+    dns_server: DnsServer,
+    smtp_sink: SmtpSink,
+) -> None:
+    publish_and_verify(installation, dns_server, "hosted.test")
+    time.sleep(1.5)
+    submit(outbound, "uma@unsigned.test")
+    message = wait_new(smtp_sink, 1)
+    assert signature_tags(message)["d"] == "hosted.test"
+    assert verify(message, dns_server)
+    submit(outbound, "someone@foreign.example")  # a From domain we do not host
+    assert wait_new(smtp_sink, 2).message["DKIM-Signature"] is None
+
+
+def test_inbound_external_mail_is_not_signed(
+    outbound: PostfixInstance,
+    installation: Installation,
+    dns_server: DnsServer,
+) -> None:
+    publish_and_verify(installation, dns_server, "hosted.test")
+    time.sleep(1.5)
+    result = send(
+        outbound.mx_port, "alice@hosted.test", ["bob@hosted.test"], client_ip="198.51.100.9"
+    )  # a forged hosted sender from outside
+    assert result.queue_id
+    (delivered,) = outbound.wait_for_mailbox("bob@hosted.test")
+    assert delivered.message["DKIM-Signature"] is None
+
+
+def test_locally_submitted_mail_is_signed(
+    outbound: PostfixInstance,
+    installation: Installation,
+    dns_server: DnsServer,
+    smtp_sink: SmtpSink,
+) -> None:
+    publish_and_verify(installation, dns_server, "hosted.test")
+    time.sleep(1.5)
+    message = b"From: alice@hosted.test\nTo: x@ext.example\nSubject: local\n\nhello\n"
+    subprocess.run(
+        ["sendmail", "-C", str(outbound.config_dir), "-f", "alice@hosted.test", "x@ext.example"],
+        input=message,
+        check=True,
+        timeout=30,
+    )
+    delivered = wait_new(smtp_sink, 1)
+    assert signature_tags(delivered)["d"] == "hosted.test"
+    assert verify(delivered, dns_server)
+
+
+def test_rotation_keeps_the_old_key_until_the_new_one_verifies(
+    outbound: PostfixInstance,
+    installation: Installation,
+    dns_server: DnsServer,
+    smtp_sink: SmtpSink,
+) -> None:
+    publish_and_verify(installation, dns_server, "hosted.test", "old")
+    created = installation.cli_json(
+        "dkim", "create", "--domain", "hosted.test", "--selector", "new", "--algorithm", "ed25519"
+    )
+    time.sleep(1.5)
+    submit(outbound, "alice@hosted.test")
+    assert signature_tags(wait_new(smtp_sink, 1))["s"] == "old"
+    dns_server.set_txt(created["host"], created["txt_strings"])
+    installation.cli(
+        "dkim",
+        "verify",
+        "--domain",
+        "hosted.test",
+        "--selector",
+        "new",
+        "--nameserver",
+        dns_server.address,
+    )
+    time.sleep(1.5)
+    submit(outbound, "alice@hosted.test")
+    message = wait_new(smtp_sink, 2)
+    assert (signature_tags(message)["s"], signature_tags(message)["a"]) == ("new", "ed25519-sha256")
+    assert verify(message, dns_server)
