@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import Milter
 
+from postwarden.decision import Facts, is_trusted
 from postwarden.milter.verdict import MessageFacts, Plan, plan_message
 from postwarden.milter.view import MilterView
 from postwarden.settings.state import BlockEvent
@@ -98,7 +99,9 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
     def _body_cap(self, facts: MessageFacts) -> int:
         """All of it to sign (trusted clients); four times the spam cap otherwise."""
         view = self.view()
-        if facts.sasl_user or view.snapshot.trusted.lookup_text(facts.client_ip):
+        if is_trusted(
+            view.snapshot, Facts(facts.client_ip, facts.sender, "", sasl_user=facts.sasl_user)
+        ):
             return 1 << 62
         return 4 * view.snapshot.settings.spam_filter.body_limit + 1
 
