@@ -24,6 +24,8 @@ from postwarden.cli import (
     init,
     iplist,
     postfix_config,
+    route,
+    routing,
     spam_rule,
     tls,
 )
@@ -42,6 +44,8 @@ COMMANDS: tuple[Command, ...] = (
     spam_rule.COMMAND,
     tls.COMMAND,
     dkim.COMMAND,
+    route.COMMAND,
+    routing.COMMAND,
     explain.COMMAND,
     postfix_config.COMMAND,
 )

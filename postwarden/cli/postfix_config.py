@@ -11,7 +11,14 @@ import argparse
 from postwarden.cli._command import Command
 from postwarden.cli._env import BadInput, Environment, ExitStatus
 from postwarden.postfix.postconf import has_service, parameters, set_parameters
-from postwarden.postfix.wiring import MILTER_MACROS, Line, milter_wiring, policyd_wiring
+from postwarden.postfix.wiring import (
+    MILTER_MACROS,
+    RECIPIENT_TABLES,
+    Line,
+    milter_wiring,
+    policyd_wiring,
+    routing_wiring,
+)
 
 
 def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -58,7 +65,11 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
 
 def _render(lines: list[Line]) -> str:
     out = []
-    for file, how in (("main", "main.cf (postconf -e)"), ("master", "master.cf (postconf -P)")):
+    for file, how in (
+        ("main", "main.cf (postconf -e)"),
+        ("service", "master.cf (postconf -M)"),
+        ("master", "master.cf (postconf -P)"),
+    ):
         out.append(f"# --- {how}")
         for line in (x for x in lines if x.file == file):
             out.append(f"# {line.why}")
@@ -74,6 +85,8 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
         "smtp_tls_policy_maps",
         "smtpd_milters",
         "non_smtpd_milters",
+        "transport_maps",
+        *RECIPIENT_TABLES,
         *MILTER_MACROS,
     ]
     current.update(parameters(as_written, config_dir, expand=False))
@@ -95,6 +108,7 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
         lines += policyd_wiring(
             current, policy=args.policy, socketmap=args.socketmap, service=args.service
         )
+        lines += routing_wiring(current, socketmap=args.socketmap, service=args.service)
     if "milter" in components:
         lines += milter_wiring(current, milter=args.milter, services=services)
     if args.apply:

@@ -9,7 +9,8 @@ Description:
     as far as needed: in full to sign, up to the spam filter's cap otherwise (``SKIP``).
 
 Protocol:
-    Actions negotiated: add header, change header (delete), delete recipient. Macros used:
+    Actions negotiated: add header, change header (delete), add recipient with ESMTP
+    parameters, delete recipient, and the macro list. Macros used:
     ``{auth_authen}`` (MAIL) and ``i`` (end of message), both in Postfix's defaults.
 
 Errors:
@@ -34,7 +35,14 @@ from postwarden.settings.state import BlockEvent
 
 log = logging.getLogger("postwarden.milter")
 
-FLAGS = Milter.ADDHDRS | Milter.CHGHDRS | Milter.DELRCPT | Milter.SETSYMLIST
+FLAGS = (
+    Milter.ADDHDRS
+    | Milter.CHGHDRS
+    | Milter.DELRCPT
+    | Milter.ADDRCPT
+    | Milter.ADDRCPT_PAR
+    | Milter.SETSYMLIST
+)
 
 
 class PostwardenMilter(Milter.Base):  # type: ignore[misc]
@@ -76,6 +84,7 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
     def envrcpt(self, recipient: str, *params: str) -> int:
         if self.facts is not None:
             self.facts.recipients.append(recipient)
+            self.facts.recipient_params[recipient] = params
         return Milter.CONTINUE
 
     @Milter.noreply
@@ -132,6 +141,8 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
             return Milter.REJECT
         for recipient in plan.delete_recipients:
             self.delrcpt(recipient)
+        for address, params in plan.add_recipients:
+            self.addrcpt(f"<{address}>", " ".join(params))
         if plan.signature:
             self.addheader("DKIM-Signature", plan.signature, 0)
         for name, value in plan.add_headers:

@@ -29,11 +29,12 @@ from postwarden import log as logsetup
 from postwarden.errors import PostwardenError
 from postwarden.milter.app import FLAGS, PostwardenMilter
 from postwarden.milter.keyring import KeyRing
+from postwarden.milter.recipients import KnownRecipients
 from postwarden.milter.view import MilterView, compile_view
 from postwarden.server import ListenAddress, Published, SettingsWatcher
 from postwarden.settings import paths
-from postwarden.settings.block_recorder import BlockRecorder
 from postwarden.settings.source import SnapshotSource
+from postwarden.settings.state_writer import StateWriter
 
 log = logging.getLogger("postwarden.milter")
 
@@ -124,15 +125,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = SnapshotSource(args.settings)
         source.load()
         keyring = KeyRing(args.state_dir)
+        known = KnownRecipients(args.state_dir)
         published: Published[MilterView] = Published(
-            source, partial(compile_view, load_keys=keyring.load), also_changed=keyring.changed
+            source,
+            partial(compile_view, load_keys=keyring.load, known=known),
+            also_changed=keyring.changed,
         )
     except (PostwardenError, OSError) as exc:
         log.critical("%s", exc)
         return 1
-    recorder = BlockRecorder(
-        args.state_dir, lambda: published.value.snapshot.settings.block_history
-    )
+    recorder = StateWriter(args.state_dir, lambda: published.value.snapshot.settings.block_history)
     recorder.start()
     watcher = SettingsWatcher(published)
     watcher.start()

@@ -39,6 +39,7 @@ from postwarden.milter.dkim_sign import sign
 from postwarden.milter.received import original_client
 from postwarden.milter.spam_rules import MessageText, decode_header_value, matching_rules
 from postwarden.milter.view import MilterView
+from postwarden.routing import route_message
 from postwarden.settings.snapshot import DomainPolicy
 from postwarden.settings.state import BlockEvent
 from postwarden.util.iptable import parse_client_address
@@ -55,6 +56,7 @@ class MessageFacts:
     queue_id: str = ""
     sender: str = ""
     recipients: list[str] = field(default_factory=list)
+    recipient_params: dict[str, tuple[str, ...]] = field(default_factory=dict)
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     body: bytes = b""
 
@@ -67,6 +69,7 @@ class Plan:
     add_headers: list[tuple[str, str]] = field(default_factory=list)
     signature: str | None = None  # DKIM-Signature value, inserted at the top
     delete_recipients: list[str] = field(default_factory=list)
+    add_recipients: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     reject: str | None = None
     blocks: list[BlockEvent] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # for the log line
@@ -88,7 +91,28 @@ def plan_message(view: MilterView, facts: MessageFacts) -> Plan:
         _sign(view, facts, plan)
     elif recipients:
         _judge_inbound(view, facts, recipients, plan)
+    if not plan.reject:
+        _route(view, facts, plan)
     return plan
+
+
+def _route(view: MilterView, facts: MessageFacts, plan: Plan) -> None:
+    """Move or copy recipients to routes (see postwarden.routing)."""
+    remaining = [r for r in facts.recipients if r not in plan.delete_recipients]
+    routes = route_message(
+        view.snapshot,
+        client_ip=facts.client_ip,
+        sasl_user=facts.sasl_user,
+        sender=facts.sender,
+        recipients=[(r, facts.recipient_params.get(r, ())) for r in remaining],
+        known=view.known,
+    )
+    for recipient in routes.recipients:
+        if not recipient.keep:
+            plan.delete_recipients.append(recipient.recipient)
+    for copy in routes.copies:
+        plan.add_recipients.append((copy.address, copy.params))
+        plan.notes.append(f"{copy.original} to route {copy.route} ({copy.rule})")
 
 
 def _hosted_recipients(view: MilterView, recipients: Sequence[str]) -> dict[str, DomainPolicy]:

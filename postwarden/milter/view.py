@@ -32,15 +32,22 @@ class SigningKey:
     key: Any  # a cryptography private key object
 
 
+def _everyone_known(address: str) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class MilterView:
     snapshot: Snapshot
     keys: Mapping[str, SigningKey] = field(default_factory=dict)
     rules: Mapping[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
+    known: Callable[[str], bool] = _everyone_known  # does Postfix know this recipient?
 
 
 def compile_view(
-    snapshot: Snapshot, load_keys: Callable[[], Mapping[str, SigningKey]] = dict
+    snapshot: Snapshot,
+    load_keys: Callable[[], Mapping[str, SigningKey]] = dict,
+    known: Callable[[str], bool] = _everyone_known,
 ) -> MilterView:
     rules: dict[str, tuple[CompiledRule, ...]] = {}
     for policy in snapshot.policies.values():
@@ -49,4 +56,4 @@ def compile_view(
                 CompiledRule(rule.name, rule.field, compile_pattern(rule.pattern))
                 for rule in policy.block.spam_rules
             )
-    return MilterView(snapshot, load_keys(), rules)
+    return MilterView(snapshot, load_keys(), rules, known)

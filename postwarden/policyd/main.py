@@ -28,17 +28,11 @@ from postwarden.policyd.server import (
     netstring_reply,
     socketmap_framing,
 )
-from postwarden.policyd.service import (
-    TEMPFAIL,
-    PolicydView,
-    answer_policy,
-    answer_socketmap,
-    compile_view,
-)
+from postwarden.policyd.service import TEMPFAIL, PolicydView, PolicyService, compile_view
 from postwarden.postfix.postconf import PostfixUnavailable, parameters
 from postwarden.server import Daemon, ListenAddress
 from postwarden.settings import paths
-from postwarden.settings.block_recorder import BlockRecorder
+from postwarden.settings.state_writer import StateWriter
 
 log = logging.getLogger("postwarden.policyd")
 
@@ -118,16 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.critical("%s", exc)
         return 1
     published = daemon.published
-    recorder = BlockRecorder(
-        args.state_dir, lambda: published.value.snapshot.settings.block_history
-    )
-    recorder.start()
+    writer = StateWriter(args.state_dir, lambda: published.value.snapshot.settings.block_history)
+    writer.start()
+    service = PolicyService(lambda: published.value, writer.record)
 
     def policy(frame: bytes) -> bytes:
-        return format_reply(answer_policy(published.value, parse_request(frame), recorder.record))
-
-    def socketmap(frame: bytes) -> bytes:
-        return answer_socketmap(published.value, frame)
+        return format_reply(service.answer_policy(parse_request(frame)))
 
     servers = [
         (
@@ -138,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             socketmap_address,
             lambda: FramedProtocol(
                 socketmap_framing(),
-                netstring_reply(socketmap),
+                netstring_reply(service.answer_socketmap),
                 encode(b"TEMP internal error"),
                 "socketmap",
             ),
@@ -150,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.critical("cannot listen: %s", exc)
         return 1
     finally:
-        recorder.stop()
+        writer.stop()
     return 0
 
 

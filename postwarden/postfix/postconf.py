@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Sequence
 
@@ -60,6 +61,28 @@ def set_parameters(argv: Sequence[str], config_dir: str | None = None) -> None:
     result = _run(["postconf", *_config_args(config_dir), *argv])
     if result.returncode != 0:
         raise PostfixUnavailable(f"postconf {' '.join(argv)} failed: {result.stderr.strip()}")
+
+
+def inet_listeners(config_dir: str | None = None) -> set[tuple[str, int]]:
+    """(address, port) of every ``inet`` service in master.cf; ``*`` for all addresses."""
+    result = _run(["postconf", *_config_args(config_dir), "-M"])
+    listeners: set[tuple[str, int]] = set()
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if len(fields) < 2 or fields[1] != "inet":
+            continue
+        host, _, port = fields[0].rpartition(":")
+        number = int(port) if port.isdigit() else _service_port(port)
+        if number:
+            listeners.add((host.strip("[]") or "*", number))
+    return listeners
+
+
+def _service_port(name: str) -> int:
+    try:
+        return socket.getservbyname(name, "tcp")
+    except OSError:
+        return 0
 
 
 def has_service(service: str, config_dir: str | None = None) -> bool:

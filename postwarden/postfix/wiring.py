@@ -46,7 +46,8 @@ class UnsafeConfiguration(PostwardenError):
 
 @dataclass(frozen=True)
 class Line:
-    """One setting: ``main`` (main.cf) or ``master`` (``service/type/parameter``)."""
+    """One setting: ``main`` (main.cf), ``master`` (``service/type/parameter`` overrides) or
+    ``service`` (a whole master.cf service, ``service/type`` = its line)."""
 
     file: str
     name: str
@@ -54,13 +55,13 @@ class Line:
     why: str
 
     def postconf_argv(self) -> list[str]:
-        flag = "-P" if self.file == "master" else "-e"
+        flag = {"main": "-e", "master": "-P", "service": "-M"}[self.file]
         return [flag, f"{self.name}={self.value}"]
 
     def __str__(self) -> str:
-        return (
-            f"{self.name} = {self.value}" if self.file == "main" else (f"{self.name}={self.value}")
-        )
+        if self.file == "main":
+            return f"{self.name} = {self.value}"
+        return f"{self.name}={self.value}"
 
 
 def postfix_address(address: str, queue_directory: str) -> str:
@@ -219,3 +220,72 @@ def _milter_list(value: str) -> list[str]:
     if current.strip():
         items.append(current.strip())
     return items
+
+
+# The recipient tables smtpd validates with, by address class; each gets postwarden's
+# rcptok table after the site's own, on the port-25 listener only (virtual(8) itself refuses
+# socketmap tables for virtual_mailbox_maps, and needs none: it only delivers).
+RECIPIENT_TABLES = ("virtual_mailbox_maps", "relay_recipient_maps", "local_recipient_maps")
+ROUTE_SERVICE = "postwarden-route/unix"
+
+
+def routing_wiring(
+    parameters: dict[str, str], *, socketmap: str, service: str = "smtp/inet"
+) -> list[Line]:
+    """The lines that let routes work: transport, recipient validation, the route service.
+
+    *parameters* holds ``queue_directory``, ``transport_maps`` and the tables of
+    :data:`RECIPIENT_TABLES` as written.
+    """
+    socketmap = postfix_address(socketmap, parameters.get("queue_directory", ""))
+    ours = f"socketmap:{socketmap}:transport"
+    transports = [m for m in split_list(parameters.get("transport_maps", "")) if m != ours]
+    lines = [
+        Line(
+            "main",
+            "transport_maps",
+            ", ".join([ours, *transports]),
+            "mail for a route is a tagged recipient; only tagged addresses are answered",
+        ),
+        Line(
+            "service",
+            ROUTE_SERVICE,
+            "postwarden-route unix - - n - - smtp",
+            "delivers to routes, through Postfix's queue (retries, TLS policy per route)",
+        ),
+        Line(
+            "master",
+            f"{ROUTE_SERVICE}/smtp_generic_maps",
+            f"socketmap:{socketmap}:untag",
+            "the route sees the original recipient: the tag is undone on the wire",
+        ),
+        Line(
+            "master",
+            f"{ROUTE_SERVICE}/syslog_name",
+            "postfix/postwarden-route",
+            "route deliveries are easy to find in the mail log",
+        ),
+    ]
+    for table in RECIPIENT_TABLES:
+        value = parameters.get(table, "").strip()
+        if not value:
+            continue  # an empty table means "no validation" (relay) or "no such class"
+        name = f"postwarden_{table}"
+        lines.append(
+            Line(
+                "main",
+                name,
+                f"{value}, socketmap:{socketmap}:rcptok",
+                f"{table} and, for recipients it does not know, postwarden's"
+                " answer: accepted only where a route takes unknown recipients",
+            )
+        )
+        lines.append(
+            Line(
+                "master",
+                f"{service}/{table}",
+                f"${name}",
+                "the port-25 listener validates recipients with it",
+            )
+        )
+    return lines

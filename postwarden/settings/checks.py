@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from postwarden.settings.model import DomainBlock, Settings
 from postwarden.settings.schema import IpEntry, Path, Report
 from postwarden.util.iptable import find_overlaps
+from postwarden.util.labels import route_label
 
 
 def check_settings(settings: Settings, report: Report) -> None:
@@ -26,6 +27,21 @@ def check_settings(settings: Settings, report: Report) -> None:
             _check_block(block, ("domains", domain), settings, report)
     _check_ip_list(settings.trusted_networks, ("trusted_networks",), report)
     _check_tls_bypass(settings, report)
+    _check_route_labels(settings, report)
+
+
+def _check_route_labels(settings: Settings, report: Report) -> None:
+    """Routes are told apart in tagged addresses by a DNS label made from their names."""
+    seen: dict[str, str] = {}
+    for name in settings.routes:
+        label = route_label(name)
+        if label in seen:
+            report.error(
+                ("routes", name),
+                f"too similar to route {seen[label]!r}: the two"
+                f" would share the address tag {label!r}; rename one",
+            )
+        seen.setdefault(label, name)
 
 
 def _check_tls_bypass(settings: Settings, report: Report) -> None:

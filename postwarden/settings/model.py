@@ -234,6 +234,13 @@ class Route:
             return f"[{host.strip('[]')}]:{self.port}"
         return f"{host}:{self.port}"
 
+    @property
+    def address(self) -> str | None:
+        """The route's IP address when it is written as ``[address]``."""
+        if self.host.startswith("["):
+            return self.host.strip("[]").lower().removeprefix("ipv6:")
+        return None
+
 
 @dataclass(frozen=True)
 class BlockHistory:

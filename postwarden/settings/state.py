@@ -103,10 +103,34 @@ class StateDB:
                 rows,
             )
 
+    def record_unknown(self, notes: Iterable[tuple[str, float]]) -> None:
+        """Note recipients (address, when) Postfix did not know but accepted for a route."""
+        rows = [(address.lower(), when) for address, when in notes]
+        if rows:
+            with _transaction(self.conn):
+                self.conn.executemany(
+                    "INSERT INTO unknown_recipients VALUES (?, ?) ON CONFLICT (address)"
+                    " DO UPDATE SET seen = excluded.seen",
+                    rows,
+                )
+
+    def is_unknown(self, address: str, *, since: float) -> bool:
+        """Whether *address* was noted unknown after *since*."""
+        row = self.conn.execute(
+            "SELECT 1 FROM unknown_recipients WHERE address = ? AND seen >= ?",
+            (address.lower(), since),
+        ).fetchone()
+        return row is not None
+
     def prune(self, *, retention_days: int, max_entries: int, now: float | None = None) -> int:
-        """Forget blocks older than the retention time, then the oldest beyond *max_entries*."""
-        cutoff = (now if now is not None else time.time()) - retention_days * 86400
+        """Forget blocks older than the retention time, then the oldest beyond *max_entries*.
+
+        Unknown-recipient notes are kept a day: they only have to outlive one transaction.
+        """
+        now = now if now is not None else time.time()
+        cutoff = now - retention_days * 86400
         with _transaction(self.conn):
+            self.conn.execute("DELETE FROM unknown_recipients WHERE seen < ?", (now - 86400,))
             removed = self.conn.execute(
                 "DELETE FROM block_history WHERE last_seen < ?", (cutoff,)
             ).rowcount

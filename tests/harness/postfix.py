@@ -272,8 +272,11 @@ class PostfixInstance:
             self._reload_if_running()
 
     def postconf_master(self, *settings: str, reload: bool = True) -> None:
-        """Set master.cf overrides with `postconf -P service/type/name=value`; reload."""
-        self._postfix_cmd("postconf", "-P", *settings)
+        """Set master.cf lines: `service/type=line` with `postconf -M`, overrides
+        `service/type/name=value` with `postconf -P`; then reload."""
+        for setting in settings:
+            flag = "-M" if setting.partition("=")[0].count("/") == 1 else "-P"
+            self._postfix_cmd("postconf", flag, setting)
         _backdate(self.config_dir / "master.cf")
         if reload:
             self._reload_if_running()

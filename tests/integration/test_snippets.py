@@ -25,7 +25,14 @@ def test_snippets_match_postfix_config_output(
     traversable_tmp: Path,
     service_user: ServiceUser,
 ) -> None:
-    postfix = postfix_factory(main_cf={"smtpd_recipient_restrictions": ""})
+    postfix = postfix_factory(
+        main_cf={
+            "smtpd_recipient_restrictions": "",
+            "transport_maps": "",
+            "virtual_mailbox_maps": "",
+            "virtual_mailbox_domains": "",
+        }
+    )
     installation = Installation(traversable_tmp, service_user)
     printed = installation.cli("postfix-config", "--postfix-config-dir", str(postfix.config_dir))
     lines = [x for x in printed.stdout.splitlines() if x and not x.startswith("#")]
@@ -55,12 +62,13 @@ def test_snippets_wire_working_daemons(
             "smtp/inet": f"127.0.0.1:{postfix.mx_port}/inet",
             "submission/inet": f"127.0.0.1:{postfix.submission_port}/inet",
         }
-        postfix.postconf_master(
-            *(
-                services[line.split("/", 2)[0] + "/inet"] + line[line.index("/inet") + 5 :]
-                for line in _lines("postwarden.master.cf")
-            )
-        )
+        settings = []
+        for line in _lines("postwarden.master.cf"):
+            for default, address in zip(DEFAULTS, addresses, strict=True):
+                line = line.replace(default, address)
+            service = "/".join(line.partition("=")[0].split("/")[:2])
+            settings.append(line.replace(service, services.get(service, service), 1))
+        postfix.postconf_master(*settings)
         reply = send(
             postfix.mx_port, "a@ext.example", ["bob@hosted.test"], client_ip="203.0.113.9"
         ).rcpts["bob@hosted.test"]

@@ -179,11 +179,17 @@ def test_socketmap_down_defers_rather_than_sending_in_clear(
     policyd: Policyd,
     port: int,
 ) -> None:
+    """A queued message whose TLS policy cannot be looked up stays queued."""
     sink = sink_for(tls_sink_factory, test_ca, "enc.test", port, trusted=False)
-    policyd.kill()
+    sink.stop()  # the first attempt fails: the message waits in the queue
     queue_id = submit(outbound, "x@enc.test")
     outbound.wait_for_log(rf"{queue_id}: .*status=deferred")
-    assert sink.messages() == []
+    policyd.kill()
+    sink.start()
+    mark = outbound.log_mark()
+    outbound.flush()
+    outbound.wait_for_log(rf"{queue_id}: .*status=deferred", since=mark)
+    assert sink.messages() == []  # never sent without the policy's TLS
     policyd.start()
     outbound.flush()
     (message,) = sink.wait_for(1, timeout=15)

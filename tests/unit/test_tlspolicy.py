@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from postwarden.policyd.service import PolicydView, answer_socketmap, compile_view
+from postwarden.policyd.service import PolicydView, PolicyService, compile_view
 from postwarden.settings.load import load_text
 from postwarden.settings.snapshot import compile_settings
 
@@ -72,8 +72,8 @@ def test_never_weaker_than_the_global_level(
 
 
 def test_socketmap_replies() -> None:
-    v = view()
-    assert answer_socketmap(v, b"tlspolicy b.example") == b"OK verify match=hostname"
-    assert answer_socketmap(v, b"tlspolicy nowhere.example") == b"NOTFOUND "
-    assert answer_socketmap(v, b"nosuchmap key").startswith(b"PERM ")
-    assert answer_socketmap(v, b"tlspolicy").startswith(b"PERM ")
+    service = PolicyService(view, lambda event: None)
+    assert service.answer_socketmap(b"tlspolicy b.example") == b"OK verify match=hostname"
+    assert service.answer_socketmap(b"tlspolicy nowhere.example") == b"NOTFOUND "
+    assert service.answer_socketmap(b"nosuchmap key").startswith(b"PERM ")
+    assert service.answer_socketmap(b"tlspolicy").startswith(b"PERM ")

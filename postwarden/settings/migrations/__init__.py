@@ -5,7 +5,7 @@ runs inside the transaction that also sets the new version, so a failed step lea
 database as it was.
 """
 
-from postwarden.settings.migrations import v1_initial
+from postwarden.settings.migrations import v1_initial, v2_unknown_recipients
 
-MIGRATIONS = (v1_initial,)
+MIGRATIONS = (v1_initial, v2_unknown_recipients)
 LATEST = MIGRATIONS[-1].VERSION

@@ -1,10 +1,12 @@
-"""Record blocks in the state database without ever delaying an answer.
+"""Write what the daemons learn to the state database without ever delaying an answer.
 
 Description:
-    The request path only puts a :class:`~postwarden.settings.state.BlockEvent` on a bounded
-    queue (``put_nowait``); a worker thread writes them in batches, one transaction per batch,
-    and applies the retention limit once an hour. A full queue or a failing database (disk
-    full, permissions) drops events and logs it — rate-limited — while answers go on.
+    The request path only puts an event on a bounded queue (``put_nowait``): a
+    :class:`~postwarden.settings.state.BlockEvent` (a blocked recipient) or an
+    :class:`UnknownRecipient` (a recipient Postfix did not know, accepted for a route). A
+    worker thread writes them in batches, one transaction per kind and batch, and applies the
+    retention limits once an hour. A full queue or a failing database (disk full,
+    permissions) drops events and logs it — rate-limited — while answers go on.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from postwarden.settings.model import BlockHistory
@@ -27,7 +30,16 @@ PRUNE_EVERY = 3600.0
 ERROR_LOG_EVERY = 60.0
 
 
-class BlockRecorder:
+@dataclass(frozen=True)
+class UnknownRecipient:
+    address: str
+    when: float
+
+
+Event = BlockEvent | UnknownRecipient
+
+
+class StateWriter:
     """A bounded queue in front of a writer thread."""
 
     def __init__(
@@ -37,14 +49,14 @@ class BlockRecorder:
         self.limits = limits
         self.dropped = 0
         self.written = 0
-        self._queue: queue.Queue[BlockEvent | None] = queue.Queue(max_queue)
-        self._thread = threading.Thread(target=self._run, name="block-history", daemon=True)
+        self._queue: queue.Queue[Event | None] = queue.Queue(max_queue)
+        self._thread = threading.Thread(target=self._run, name="state-writer", daemon=True)
         self._last_error_log = 0.0
 
     def start(self) -> None:
         self._thread.start()
 
-    def record(self, event: BlockEvent) -> None:
+    def record(self, event: Event) -> None:
         """Queue *event*; never blocks."""
         try:
             self._queue.put_nowait(event)
@@ -69,7 +81,10 @@ class BlockRecorder:
             try:
                 if db is None:
                     db = StateDB.open(self.state_dir)
-                db.record_blocks(events)
+                db.record_blocks(e for e in events if isinstance(e, BlockEvent))
+                db.record_unknown(
+                    (e.address, e.when) for e in events if isinstance(e, UnknownRecipient)
+                )
                 self.written += len(events)
                 if time.monotonic() >= next_prune:
                     limits = self.limits()
@@ -86,7 +101,7 @@ class BlockRecorder:
         if db is not None:
             db.close()
 
-    def _next_batch(self) -> list[BlockEvent | None]:
+    def _next_batch(self) -> list[Event | None]:
         batch = [self._queue.get()]
         while len(batch) < BATCH and batch[-1] is not None:
             try:
@@ -99,4 +114,4 @@ class BlockRecorder:
         now = time.monotonic()
         if now - self._last_error_log >= ERROR_LOG_EVERY:
             self._last_error_log = now
-            log.error("block history not recorded (%s dropped so far): %s", self.dropped, exc)
+            log.error("state not recorded (%s events dropped so far): %s", self.dropped, exc)
