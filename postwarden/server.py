@@ -99,21 +99,25 @@ class Published(Generic[V]):
         compile_view: Callable[[Snapshot], V],
         *,
         also_changed: Callable[[], bool] | None = None,
+        on_settings_change: Callable[[Snapshot, Snapshot], None] | None = None,
     ) -> None:
         self.source = source
         self._compile = compile_view
         self._also_changed = also_changed
+        self._on_settings_change = on_settings_change
         self.value: V = compile_view(source.current)
         self.reloads = 0
 
     def refresh(self, *, force: bool = False) -> None:
         """Recompile if the settings (or anything else the view depends on) changed."""
-        changed = self.source.refresh(force=force)
-        if self._also_changed is not None and self._also_changed():
-            changed = True
-        if changed or force:
+        previous = self.source.current
+        settings_changed = self.source.refresh(force=force)
+        also = self._also_changed is not None and self._also_changed()
+        if settings_changed or also or force:
             self.value = self._compile(self.source.current)
             self.reloads += 1
+        if settings_changed and self._on_settings_change is not None:
+            self._on_settings_change(previous, self.source.current)
 
 
 class SettingsWatcher:
@@ -160,11 +164,12 @@ class Daemon(Generic[V]):
         compile_view: Callable[[Snapshot], V],
         *,
         socket_mode: int = 0o660,
+        on_settings_change: Callable[[Snapshot, Snapshot], None] | None = None,
     ) -> None:
         self.name = name
         self.source = SnapshotSource(settings_path)
         self.source.load()
-        self.published = Published(self.source, compile_view)
+        self.published = Published(self.source, compile_view, on_settings_change=on_settings_change)
         self.watcher = SettingsWatcher(self.published)
         self.socket_mode = socket_mode
 

@@ -11,6 +11,7 @@ Description:
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -21,12 +22,14 @@ from postwarden.cli import (
     domain,
     explain,
     gateway,
+    history,
     init,
     iplist,
     postfix_config,
     route,
     routing,
     spam_rule,
+    status,
     tls,
 )
 from postwarden.cli._command import Command
@@ -47,6 +50,8 @@ COMMANDS: tuple[Command, ...] = (
     route.COMMAND,
     routing.COMMAND,
     explain.COMMAND,
+    history.COMMAND,
+    status.COMMAND,
     postfix_config.COMMAND,
 )
 
@@ -117,6 +122,7 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     except SystemExit as exc:  # argparse: --help, --version, or a usage error
         return int(exc.code or 0)
     env.configure(args.settings, args.state_dir, args.json)
+    env.command = shlex.join(["postwarden", *(argv if argv is not None else sys.argv[1:])])
     try:
         return int(args.run(env, args))
     except SettingsInvalid as exc:

@@ -39,6 +39,7 @@ class Environment:
     stdin: TextIO = field(default_factory=lambda: sys.stdin)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     json: bool = False
+    command: str = "postwarden"  # the command line, for the audit trail
     settings_path: Path = paths.DEFAULT_SETTINGS
     state_dir: Path = paths.DEFAULT_STATE_DIR
 

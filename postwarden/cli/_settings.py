@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from postwarden.cli._env import BadInput, Environment
 from postwarden.errors import PostwardenError
-from postwarden.settings.load import Loaded
+from postwarden.settings import audit, paths
+from postwarden.settings.load import Loaded, dump
 from postwarden.settings.model import DomainBlock, Settings
 from postwarden.settings.schema import Domain
 from postwarden.settings.snapshot import governing_domain, hosted_domains
+from postwarden.settings.state import StateDB
 from postwarden.settings.store import EditResult, edit_settings, read_settings
+from postwarden.util.privileges import as_owner_of
 
 _SEPARATORS = re.compile(r"[\s,]+")
 
@@ -40,13 +44,34 @@ def load(env: Environment) -> Loaded:
 
 
 def edit(env: Environment, change: Callable[[Settings], Settings]) -> EditResult:
-    """Apply *change*; print warnings the change introduced (not ones that were there)."""
+    """Apply *change*; print warnings the change introduced; record it in the audit trail."""
     result = edit_settings(env.settings_path, change)
     before = {(f.setting, f.message) for f in result.before.warnings}
     for finding in result.after.warnings:
         if (finding.setting, finding.message) not in before:
             env.note(str(finding))
+    if result.changed:
+        _audit(env, result)
     return result
+
+
+def _audit(env: Environment, result: EditResult) -> None:
+    """Record a change; a failure to record is reported, the change itself stands."""
+    diff = audit.text_diff(dump(result.before.settings), dump(result.after.settings))
+    try:
+        paths.ensure_state_dir(env.state_dir)
+        with as_owner_of(env.state_dir), StateDB.open(env.state_dir) as db:
+            audit.record(
+                db,
+                user=audit.acting_user(),
+                source="command",
+                command=env.command,
+                before=result.before.digest,
+                after=result.after.digest,
+                diff=diff,
+            )
+    except (sqlite3.Error, OSError) as exc:
+        env.note(f"warning: the change was made but not recorded in the audit trail: {exc}")
 
 
 def selected_domain(settings: Settings, requested: str | None) -> str:

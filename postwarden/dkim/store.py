@@ -45,7 +45,7 @@ from pathlib import Path
 
 from postwarden.dkim.keys import Algorithm, key_path
 from postwarden.errors import PostwardenError
-from postwarden.settings.state import StateDB
+from postwarden.settings.state import StateDB, transaction
 
 _SELECT = (
     "SELECT domain, selector, algorithm, bits, created, status, verified, last_check, last_result"
@@ -129,7 +129,7 @@ class DkimKeys:
         """A new pending key. :raises SelectorExists: if the selector is taken."""
         row = KeyRow(domain, selector, algorithm, bits, _now(now), Status.PENDING)
         try:
-            with _transaction(self.conn):
+            with transaction(self.conn):
                 self.conn.execute(
                     "INSERT INTO dkim_keys (domain, selector, algorithm, bits, created, status)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
@@ -170,7 +170,7 @@ class DkimKeys:
         self, domain: str, selector: str, result: str, *, now: float | None = None
     ) -> KeyRow:
         """Note a DNS check that did not verify the key; its status stays as it was."""
-        with _transaction(self.conn):
+        with transaction(self.conn):
             self._update_check(domain, selector, result, _now(now))
         return self.require(domain, selector)
 
@@ -182,7 +182,7 @@ class DkimKeys:
         Returns the retired key's row, or None when there was none (or it was this one).
         """
         when = _now(now)
-        with _transaction(self.conn):
+        with transaction(self.conn):
             self._update_check(domain, selector, result, when)
             previous = self.conn.execute(
                 _SELECT + " WHERE domain = ? AND status = 'active' AND selector != ?",
@@ -204,7 +204,7 @@ class DkimKeys:
 
     def delete(self, domain: str, selector: str) -> KeyRow:
         """Forget a pending or retired key. :raises ActiveKeyInUse: for the active one."""
-        with _transaction(self.conn):
+        with transaction(self.conn):
             row = self.require(domain, selector)
             if row.status is Status.ACTIVE:
                 raise ActiveKeyInUse(
@@ -284,16 +284,3 @@ def _active_rows(conn: sqlite3.Connection) -> list[tuple[str, str, str, float]]:
 
 def _now(now: float | None) -> float:
     return time.time() if now is None else now
-
-
-class _transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``/``ROLLBACK`` on the autocommit connection."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -32,7 +33,8 @@ from postwarden.milter.keyring import KeyRing
 from postwarden.milter.recipients import KnownRecipients
 from postwarden.milter.view import MilterView, compile_view
 from postwarden.server import ListenAddress, Published, SettingsWatcher
-from postwarden.settings import paths
+from postwarden.settings import daemon_status, paths
+from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.source import SnapshotSource
 from postwarden.settings.state_writer import StateWriter
 
@@ -126,11 +128,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         source.load()
         keyring = KeyRing(args.state_dir)
         known = KnownRecipients(args.state_dir)
+        started = time.time()
+
+        def settings_changed(old: Snapshot | None, new: Snapshot) -> None:
+            daemon_status.report(
+                args.state_dir,
+                PROGRAM,
+                started=started,
+                loaded=new.loaded_at,
+                digest=new.digest,
+                listening=str(address),
+            )
+
         published: Published[MilterView] = Published(
             source,
             partial(compile_view, load_keys=keyring.load, known=known),
             also_changed=keyring.changed,
+            on_settings_change=settings_changed,
         )
+        settings_changed(None, source.current)
     except (PostwardenError, OSError) as exc:
         log.critical("%s", exc)
         return 1

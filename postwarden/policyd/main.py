@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -31,7 +32,9 @@ from postwarden.policyd.server import (
 from postwarden.policyd.service import TEMPFAIL, PolicydView, PolicyService, compile_view
 from postwarden.postfix.postconf import PostfixUnavailable, parameters
 from postwarden.server import Daemon, ListenAddress
-from postwarden.settings import paths
+from postwarden.settings import daemon_status, paths
+from postwarden.settings.audit import FileChanges
+from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.state_writer import StateWriter
 
 log = logging.getLogger("postwarden.policyd")
@@ -105,9 +108,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         policy_address = ListenAddress.parse(args.policy)
         socketmap_address = ListenAddress.parse(args.socketmap)
         level = global_tls_level(args)
+        file_changes = FileChanges(args.state_dir, args.settings)
+        started = time.time()
+        listening = f"{policy_address} {socketmap_address}"
+
+        def settings_changed(old: Snapshot | None, new: Snapshot) -> None:
+            file_changes.noticed(
+                old.settings if old else None, old.digest if old else "", new.settings, new.digest
+            )
+            daemon_status.report(
+                args.state_dir,
+                PROGRAM,
+                started=started,
+                loaded=new.loaded_at,
+                digest=new.digest,
+                listening=listening,
+            )
+
         daemon: Daemon[PolicydView] = Daemon(
-            PROGRAM, args.settings, partial(compile_view, global_tls_level=level)
+            PROGRAM,
+            args.settings,
+            partial(compile_view, global_tls_level=level),
+            on_settings_change=settings_changed,
         )
+        settings_changed(None, daemon.source.current)
     except (PostwardenError, OSError) as exc:
         log.critical("%s", exc)
         return 1

@@ -95,7 +95,7 @@ class StateDB:
         rows = [(e.domain, e.entry, e.client_ip, e.when, e.when) for e in events]
         if not rows:
             return
-        with _transaction(self.conn):
+        with transaction(self.conn):
             self.conn.executemany(
                 "INSERT INTO block_history VALUES (?, ?, ?, ?, ?, 1)"
                 " ON CONFLICT (domain, entry, client_ip) DO UPDATE SET"
@@ -107,7 +107,7 @@ class StateDB:
         """Note recipients (address, when) Postfix did not know but accepted for a route."""
         rows = [(address.lower(), when) for address, when in notes]
         if rows:
-            with _transaction(self.conn):
+            with transaction(self.conn):
                 self.conn.executemany(
                     "INSERT INTO unknown_recipients VALUES (?, ?) ON CONFLICT (address)"
                     " DO UPDATE SET seen = excluded.seen",
@@ -129,7 +129,7 @@ class StateDB:
         """
         now = now if now is not None else time.time()
         cutoff = now - retention_days * 86400
-        with _transaction(self.conn):
+        with transaction(self.conn):
             self.conn.execute("DELETE FROM unknown_recipients WHERE seen < ?", (now - 86400,))
             removed = self.conn.execute(
                 "DELETE FROM block_history WHERE last_seen < ?", (cutoff,)
@@ -160,7 +160,7 @@ class StateDB:
         ).fetchall()
 
 
-class _transaction:
+class transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``/``ROLLBACK`` on an autocommit connection."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -180,7 +180,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
             f"the state database is version {version}; this postwarden knows up to {LATEST}"
         )
     for migration in (m for m in MIGRATIONS if version < m.VERSION):
-        with _transaction(conn):
+        with transaction(conn):
             # Re-read under the write lock: another process may have migrated meanwhile.
             if conn.execute("PRAGMA user_version").fetchone()[0] >= migration.VERSION:
                 continue

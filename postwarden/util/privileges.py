@@ -27,8 +27,10 @@ def as_owner_of(directory: Path) -> Iterator[None]:
         return
     os.setegid(st.st_gid)
     os.seteuid(st.st_uid)
+    mask = os.umask(0o027)  # what is created here is the owner's, readable by its group only
     try:
         yield
     finally:
+        os.umask(mask)
         os.seteuid(0)
         os.setegid(0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 
 from postwarden.cli import main
 from postwarden.cli._env import Environment
+from tests.harness.fixtures import make_traversable_dir
 
 
 @dataclass
@@ -51,5 +54,11 @@ class Cli:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path)
+def cli() -> Iterator[Cli]:
+    """In a 0755 directory: as root, the CLI hands the state directory to the service user,
+    who must be able to reach it (pytest's own tmp_path is 0700)."""
+    base = make_traversable_dir("pw-cli-")
+    try:
+        yield Cli(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,71 @@
+"""``postwarden history [--limit N] [--diff]``: the audit trail of settings changes.
+
+Newest first: when, who (the user behind sudo for commands), how (a ``postwarden`` command,
+or the file edited some other way, noticed by the policy daemon) and what changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+
+from postwarden.cli._command import Command
+from postwarden.cli._env import Environment, ExitStatus
+from postwarden.settings import audit
+from postwarden.settings.state import FILENAME, StateDB
+from postwarden.util.privileges import as_owner_of
+
+
+def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=20,
+        metavar="N",
+        help="the N latest changes (default %(default)s)",
+    )
+    parser.add_argument("--diff", action="store_true", help="show what changed")
+
+
+def _summary(diff: str) -> str:
+    added = sum(1 for x in diff.splitlines() if x.startswith("+") and not x.startswith("+++"))
+    removed = sum(1 for x in diff.splitlines() if x.startswith("-") and not x.startswith("---"))
+    return f"+{added} -{removed} lines"
+
+
+def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    rows: list[audit.AuditEntry] = []
+    if (env.state_dir / FILENAME).exists():
+        with as_owner_of(env.state_dir), StateDB.open(env.state_dir) as db:
+            rows = list(audit.entries(db, max(args.limit, 1)))
+    data = [
+        {
+            "time": datetime.datetime.fromtimestamp(r.time)
+            .astimezone()
+            .isoformat(timespec="seconds"),
+            "user": r.user,
+            "source": r.source,
+            "command": r.command,
+            "before": r.before,
+            "after": r.after,
+            "diff": r.diff,
+        }
+        for r in rows
+    ]
+
+    def text() -> str:
+        if not data:
+            return "no settings changes recorded"
+        lines = []
+        for row in data:
+            what = row["command"] if row["source"] == "command" else "the file was edited"
+            lines.append(f"{row['time']}  {row['user']:<10} {what}  ({_summary(row['diff'])})")
+            if args.diff:
+                lines.extend("    " + x for x in row["diff"].splitlines())
+        return "\n".join(lines)
+
+    env.emit(data, text)
+    return ExitStatus.OK
+
+
+COMMAND = Command("history", "show the audit trail of settings changes", configure, run)

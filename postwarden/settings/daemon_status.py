@@ -1,0 +1,48 @@
+"""What each daemon last said about itself: pid, start, the settings it answers with.
+
+Description:
+    A daemon writes its row at start and after every reload; ``postwarden status`` reads
+    them and compares the digest with the settings file's, so an administrator sees at once
+    whether a change is in force (or was refused: the daemon keeps its last good settings).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from postwarden.settings.state import StateDB, transaction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    name: str
+    pid: int
+    started: float
+    loaded: float
+    digest: str
+    listening: str
+
+
+def report(
+    state_dir: Path, name: str, *, started: float, loaded: float, digest: str, listening: str
+) -> None:
+    """Write this daemon's row; a failure is logged, never raised."""
+    try:
+        with StateDB.open(state_dir) as db, transaction(db.conn):
+            db.conn.execute(
+                "INSERT OR REPLACE INTO daemon_status VALUES (?, ?, ?, ?, ?, ?)",
+                (name, os.getpid(), started, loaded, digest, listening),
+            )
+    except (sqlite3.Error, OSError) as exc:
+        log.error("status not recorded: %s", exc)
+
+
+def read_all(db: StateDB) -> list[DaemonStatus]:
+    rows = db.conn.execute("SELECT * FROM daemon_status ORDER BY name").fetchall()
+    return [DaemonStatus(*row) for row in rows]

@@ -1,0 +1,82 @@
+"""Operations: status, the audit trail of hand edits, and the daemons' health checks."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import ServiceUser
+from tests.integration.daemons import Installation, MilterDaemon, Policyd
+
+
+@pytest.fixture
+def running(
+    traversable_tmp: Path, service_user: ServiceUser
+) -> Iterator[tuple[Installation, Policyd, MilterDaemon]]:
+    installation = Installation(traversable_tmp, service_user)
+    policyd, milter = Policyd(installation), MilterDaemon(installation)
+    policyd.start()
+    milter.start()
+    try:
+        yield installation, policyd, milter
+    finally:
+        milter.stop()
+        policyd.stop()
+
+
+def status(installation: Installation) -> tuple[int, dict[str, Any]]:
+    done = installation.cli("status", "--json", check=False)
+    return done.returncode, json.loads(done.stdout)
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.2)
+
+
+def test_status_reports_daemons_versions_and_dkim(
+    running: tuple[Installation, Policyd, MilterDaemon],
+) -> None:
+    installation, _, milter = running
+    installation.cli("dkim", "create")
+    code, data = status(installation)
+    assert code == 0, data
+    assert {d["name"] for d in data["daemons"]} == {"postwarden-policyd", "postwarden-milter"}
+    assert all(d["reachable"] and d["settings_current"] for d in data["daemons"])
+    assert data["dkim"] == [
+        {"domain": "hosted.test", "active": None, "algorithm": None, "pending": ["postwarden"]}
+    ]
+    installation.cli("block", "add", "192.0.2.1")
+    wait_for(lambda: status(installation)[0] == 0)  # both reloaded the new version
+    installation.write("version: 1\n")  # invalid: the daemons keep their last good settings
+    time.sleep(1.5)
+    code, data = status(installation)
+    assert code == 1 and not any(d["settings_current"] for d in data["daemons"])
+    installation.cli("block", "delete", "192.0.2.1", check=False)  # refused: file invalid
+    milter.kill()
+    code, data = status(installation)
+    problems = {d["name"]: d["reachable"] for d in data["daemons"]}
+    assert code == 1 and problems == {"postwarden-policyd": True, "postwarden-milter": False}
+
+
+def test_hand_edits_are_audited_once(running: tuple[Installation, Policyd, MilterDaemon]) -> None:
+    installation = running[0]
+    installation.cli("block", "add", "192.0.2.1")
+    wait_for(lambda: status(installation)[0] == 0)  # the daemons run the new version
+    text = installation.settings.read_text()
+    installation.write(text.replace("192.0.2.1", "192.0.2.2"))  # an editor, Ansible...
+    wait_for(lambda: len(installation.cli_json("history")) == 2, timeout=10)
+    time.sleep(4)  # the daemon records file changes after a settle delay: no duplicates
+    rows = installation.cli_json("history")
+    assert [(r["source"], r["command"].rpartition(" block ")[2]) for r in rows] == [
+        ("file", "edited file"),
+        ("command", "add 192.0.2.1"),
+    ]
+    assert "-    - 192.0.2.1" in rows[0]["diff"] and "+    - 192.0.2.2" in rows[0]["diff"]
