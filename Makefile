@@ -8,9 +8,9 @@ STAMP     := $(VENV)/.installed
 # postfix: the tests' private instances; libmilter-dev: pymilter builds against it;
 # swaks: the demo's and tests' SMTP client; dnsmasq-base: the loopback DNS server of DKIM tests;
 # python3-venv/-dev: the venv and pymilter's C build against Debian's Python; dovecot-sieve:
-# sievec, which compiles the shipped Sieve rule in the tests.
+# sievec, which compiles the shipped Sieve rule in the tests; systemd: systemd-analyze verify.
 DEBIAN_PACKAGES := postfix libmilter-dev swaks dnsmasq-base openssl python3-venv python3-dev \
-                   dovecot-sieve
+                   dovecot-sieve systemd
 
 .PHONY: deps system-deps test run lint bench clean
 

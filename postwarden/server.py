@@ -39,6 +39,7 @@ from typing import Any, Generic, TypeVar
 from postwarden.errors import PostwardenError
 from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.source import SnapshotSource
+from postwarden.util import sdnotify
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,9 @@ class SettingsWatcher:
     def start(self) -> None:
         self._thread.start()
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def poke(self) -> None:
         """Reload now, even if nothing seems to have changed (SIGHUP)."""
         self._force.set()
@@ -187,9 +191,15 @@ class Daemon(Generic[V]):
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_now)
         self.watcher.start()
-        log.info("%s started: %s", self.name, ", ".join(str(a) for a, _ in servers))
+        where = ", ".join(str(a) for a, _ in servers)
+        log.info("%s started: %s", self.name, where)
+        sdnotify.notify("READY=1", f"STATUS=answering on {where}")
+        interval = sdnotify.watchdog_interval()
+        if interval:
+            self._keep_alive(loop, interval)
         await stop.wait()
         log.info("%s stopping", self.name)
+        sdnotify.notify("STOPPING=1")
         self.watcher.stop()
         for listener in listeners:
             listener.close()
@@ -199,6 +209,11 @@ class Daemon(Generic[V]):
             if address.path:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(address.path)
+
+    def _keep_alive(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        """Ping systemd's watchdog from the event loop itself: a stuck loop stops the pings."""
+        sdnotify.notify("WATCHDOG=1")
+        loop.call_later(interval, self._keep_alive, loop, interval)
 
     def _reload_now(self) -> None:
         log.info("SIGHUP: reloading settings")

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import Milter
 
+from postwarden import metrics
 from postwarden.decision import Facts, is_trusted
 from postwarden.milter.verdict import MessageFacts, Plan, plan_message
 from postwarden.milter.view import MilterView
@@ -123,9 +125,15 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
         facts.body = b"".join(chunks)
         facts.queue_id = self.getsymval("i") or "NOQUEUE"
         try:
+            start = time.perf_counter()
             plan = plan_message(self.view(), facts)
-            return self._apply(facts, plan)
+            outcome = self._apply(facts, plan)
+            metrics.MILTER_SECONDS.observe(time.perf_counter() - start)
+            _count(plan)
+            return outcome
         except Exception:
+            metrics.ERRORS.inc()
+            metrics.MILTER_MESSAGES.labels("tempfail").inc()
             log.exception("%s: internal error; temporary failure", facts.queue_id)
             self.setreply("451", "4.3.0", "Temporary content filter failure, try again later")
             return Milter.TEMPFAIL
@@ -156,6 +164,16 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
 
     def _reset(self) -> None:
         self.facts, self.chunks, self.body_size, self.body_cap = None, [], 0, 0
+
+
+def _count(plan: Plan) -> None:
+    metrics.MILTER_MESSAGES.labels("reject" if plan.reject else "accept").inc()
+    if plan.signature_domain:
+        metrics.DKIM_SIGNATURES.labels(plan.signature_domain).inc()
+    for rule in plan.spam_rules:
+        metrics.SPAM_TAGS.labels(rule).inc()
+    for event in plan.blocks:
+        metrics.GATEWAY_BLOCKS.labels(event.domain).inc()
 
 
 def _log(facts: MessageFacts, plan: Plan, outcome: str) -> None:

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import Milter
 
-from postwarden import __version__
+from postwarden import __version__, metrics
 from postwarden import log as logsetup
 from postwarden.errors import PostwardenError
+from postwarden.metrics import start_metrics
 from postwarden.milter.app import FLAGS, PostwardenMilter
 from postwarden.milter.keyring import KeyRing
 from postwarden.milter.recipients import KnownRecipients
@@ -37,6 +38,7 @@ from postwarden.settings import daemon_status, paths
 from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.source import SnapshotSource
 from postwarden.settings.state_writer import StateWriter
+from postwarden.util import sdnotify
 
 log = logging.getLogger("postwarden.milter")
 
@@ -67,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="inet:127.0.0.1:10042",
         metavar="ADDR",
         help="listening address (default %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics",
+        default="inet:127.0.0.1:10044",
+        metavar="ADDR",
+        help="Prometheus /metrics listener, or 'none' (default %(default)s)",
     )
     parser.add_argument("--syslog", action="store_true", help="log to syslog (mail facility)")
     parser.add_argument(
@@ -108,6 +116,13 @@ def _no_delay_on_listener(port: int) -> None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def _keep_alive(interval: float, watcher: SettingsWatcher) -> None:
+    """Ping systemd's watchdog while the settings watcher lives (libmilter runs the rest)."""
+    while watcher.alive():
+        sdnotify.notify("WATCHDOG=1")
+        time.sleep(interval)
+
+
 def _reload_on_usr1(watcher: SettingsWatcher) -> None:
     """SIGUSR1 is blocked in every thread; this one waits for it."""
     while True:
@@ -131,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.time()
 
         def settings_changed(old: Snapshot | None, new: Snapshot) -> None:
+            if old is not None:
+                metrics.RELOADS.inc()
             daemon_status.report(
                 args.state_dir,
                 PROGRAM,
@@ -150,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PostwardenError, OSError) as exc:
         log.critical("%s", exc)
         return 1
+    start_metrics(args.metrics)
     recorder = StateWriter(args.state_dir, lambda: published.value.snapshot.settings.block_history)
     recorder.start()
     watcher = SettingsWatcher(published)
@@ -161,14 +179,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     Milter.set_flags(FLAGS)
     if address.path:
         os.umask(0o007)  # the socket: 0660, for Postfix through the socket's group
-    else:
-        open_socket = Milter.milter.opensocket
+    open_socket = Milter.milter.opensocket
 
-        def opensocket(remove: bool) -> None:
-            open_socket(remove)
+    def opensocket(remove: bool) -> None:
+        open_socket(remove)
+        if not address.path:
             _no_delay_on_listener(address.port)
+        sdnotify.notify("READY=1", f"STATUS=milter on {address}")
 
-        Milter.milter.opensocket = opensocket
+    Milter.milter.opensocket = opensocket
+    interval = sdnotify.watchdog_interval()
+    if interval:
+        threading.Thread(
+            target=_keep_alive, args=(interval, watcher), name="watchdog", daemon=True
+        ).start()
     log.info("%s started: %s", PROGRAM, address)
     try:
         Milter.runmilter(PROGRAM, libmilter_address(address), IO_TIMEOUT)

@@ -68,6 +68,8 @@ class Plan:
     remove_headers: list[tuple[str, int]] = field(default_factory=list)
     add_headers: list[tuple[str, str]] = field(default_factory=list)
     signature: str | None = None  # DKIM-Signature value, inserted at the top
+    signature_domain: str = ""
+    spam_rules: list[str] = field(default_factory=list)
     delete_recipients: list[str] = field(default_factory=list)
     add_recipients: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     reject: str | None = None
@@ -141,6 +143,7 @@ def _sign(view: MilterView, facts: MessageFacts, plan: Plan) -> None:
     if key is None:
         plan.notes.append(f"not signed: no verified DKIM key for {from_domain} or the primary")
         return
+    plan.signature_domain = key.domain
     plan.signature = sign(
         facts.headers,
         facts.body,
@@ -176,6 +179,7 @@ def _judge_inbound(
         verdicts[recipients[r].owner] for r in recipients if r not in plan.delete_recipients
     ]
     spam = sorted({name for v in remaining for name in v.spam_rules})
+    plan.spam_rules = spam
     if spam:
         plan.add_headers.append((header_rewrite.SPAM_FLAG, "YES"))
         plan.add_headers.append((header_rewrite.SPAM_RULE, ", ".join(spam)))

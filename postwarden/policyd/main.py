@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
-from postwarden import __version__
+from postwarden import __version__, metrics
 from postwarden import log as logsetup
 from postwarden.errors import PostwardenError
+from postwarden.metrics import start_metrics
 from postwarden.policyd.netstring import encode
 from postwarden.policyd.protocol import format_reply, parse_request
 from postwarden.policyd.server import (
@@ -82,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="the global smtp_tls_security_level (default: ask postconf)",
     )
+    parser.add_argument(
+        "--metrics",
+        default="inet:127.0.0.1:10043",
+        metavar="ADDR",
+        help="Prometheus /metrics listener, or 'none' (default %(default)s)",
+    )
     parser.add_argument("--syslog", action="store_true", help="log to syslog (mail facility)")
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
@@ -116,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file_changes.noticed(
                 old.settings if old else None, old.digest if old else "", new.settings, new.digest
             )
+            if old is not None:
+                metrics.RELOADS.inc()
             daemon_status.report(
                 args.state_dir,
                 PROGRAM,
@@ -135,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PostwardenError, OSError) as exc:
         log.critical("%s", exc)
         return 1
+    start_metrics(args.metrics)
     published = daemon.published
     writer = StateWriter(args.state_dir, lambda: published.value.snapshot.settings.block_history)
     writer.start()

@@ -24,6 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator
 
+from postwarden import metrics
 from postwarden.errors import PostwardenError
 from postwarden.policyd.netstring import NetstringDecoder, encode
 from postwarden.policyd.protocol import MAX_REQUEST
@@ -94,6 +95,7 @@ class FramedProtocol(asyncio.Protocol):
         except Exception:
             if self._on_error is None:
                 raise
+            metrics.ERRORS.inc()
             log.exception(
                 "%s: internal error answering %s; temporary failure", self._name, self._peer
             )

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from postwarden import metrics
 from postwarden.decision import Decision, Facts, Rule, Verdict, decide_recipient
 from postwarden.policyd.protocol import PolicyRequest
 from postwarden.policyd.tlspolicy import TlsTable, compile_tls_table
@@ -93,6 +94,7 @@ class PolicyService:
             tls=request.tls,
             sasl_user=request.sasl_username,
         )
+        start = time.perf_counter()
         decision = decide_recipient(view.snapshot, facts)
         if decision.rule is Rule.BLOCKED_IP and decision.entry is not None:
             self.record(
@@ -108,6 +110,8 @@ class PolicyService:
         ):
             self._admit(request.recipient)
         _log_decision(request, decision)
+        metrics.POLICY_DECISIONS.labels(decision.rule.value, decision.governing_domain or "-").inc()
+        metrics.POLICY_SECONDS.observe(time.perf_counter() - start)
         return decision.action
 
     def answer_socketmap(self, request: bytes) -> bytes:
@@ -117,6 +121,7 @@ class PolicyService:
         if lookup is None or not sep:
             return b"PERM unknown map name or no key"
         found = lookup(self.view(), key)
+        metrics.SOCKETMAP_LOOKUPS.labels(name, "notfound" if found is None else "ok").inc()
         return b"NOTFOUND " if found is None else b"OK " + found.encode()
 
     def _transport(self, view: PolicydView, key: str) -> str | None:

@@ -129,6 +129,8 @@ def main() -> None:
                 f"inet:127.0.0.1:{socketmap_port}",
                 "--tls-security-level",
                 "may",
+                "--metrics",
+                "none",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -91,6 +91,7 @@ class Policyd:
         self.installation = installation
         self.policy_port = free_port()
         self.socketmap_port = free_port()
+        self.metrics_port = free_port()
         self.socket_dir = socket_dir
         self.tls_level = tls_level
         self.log_path = installation.base / "policyd.log"
@@ -108,7 +109,8 @@ class Policyd:
             return f"unix:{self.socket_dir / 'socketmap'}"
         return f"inet:127.0.0.1:{self.socketmap_port}"
 
-    def start(self) -> None:
+    def start(self, env: dict[str, str] | None = None) -> None:
+        """Start as the service user; *env* adds to its (clean) environment."""
         inst = self.installation
         with open(self.log_path, "ab") as log:
             self.process = spawn_as_service_user(
@@ -126,8 +128,11 @@ class Policyd:
                     self.socketmap_address,
                     "--tls-security-level",
                     self.tls_level,
+                    "--metrics",
+                    f"inet:127.0.0.1:{self.metrics_port}",
                 ],
                 user=inst.user,
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -179,6 +184,7 @@ class MilterDaemon:
     def __init__(self, installation: Installation) -> None:
         self.installation = installation
         self.port = free_port()
+        self.metrics_port = free_port()
         self.log_path = installation.base / "milter.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -186,7 +192,8 @@ class MilterDaemon:
     def address(self) -> str:
         return f"inet:127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self, env: dict[str, str] | None = None) -> None:
+        """Start as the service user; *env* adds to its (clean) environment."""
         inst = self.installation
         with open(self.log_path, "ab") as log:
             self.process = spawn_as_service_user(
@@ -200,8 +207,11 @@ class MilterDaemon:
                     str(inst.state_dir),
                     "--socket",
                     self.address,
+                    "--metrics",
+                    f"inet:127.0.0.1:{self.metrics_port}",
                 ],
                 user=inst.user,
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

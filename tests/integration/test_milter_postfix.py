@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -88,11 +89,18 @@ def received_by(mx: PostfixInstance, address: str, count: int = 1):  # type: ign
     return [m.message for m in mx.wait_for_mailbox(address, count)][-1]
 
 
-def test_a_matching_subject_is_tagged(mx: PostfixInstance) -> None:
+def test_a_matching_subject_is_tagged(
+    mx: PostfixInstance, daemons: tuple[Policyd, MilterDaemon]
+) -> None:
     deliver(mx, NEUTRAL, ["bob@hosted.test"], Subject="Cheap   pills today")
     message = received_by(mx, "bob@hosted.test")
     assert message["X-Spam-Flag"] == "YES"
     assert message["X-Postwarden-Spam"] == "pills"
+    url = f"http://127.0.0.1:{daemons[1].metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        metrics = response.read().decode()
+    assert 'postwarden_spam_tags_total{rule="pills"} 1.0' in metrics
+    assert 'postwarden_milter_messages_total{outcome="accept"} 1.0' in metrics
 
 
 def test_an_rfc2047_subject_is_decoded_before_matching(mx: PostfixInstance) -> None:

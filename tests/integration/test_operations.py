@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -80,3 +82,26 @@ def test_hand_edits_are_audited_once(running: tuple[Installation, Policyd, Milte
         ("command", "add 192.0.2.1"),
     ]
     assert "-    - 192.0.2.1" in rows[0]["diff"] and "+    - 192.0.2.2" in rows[0]["diff"]
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def test_policyd_metrics(running: tuple[Installation, Policyd, MilterDaemon]) -> None:
+    installation, policyd, _ = running
+    installation.cli("block", "add", "203.0.113.0/24")
+    time.sleep(1.5)
+    request = (
+        b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=203.0.113.9\n"
+        b"recipient=bob@hosted.test\n\n"
+    )
+    with socket.create_connection(("127.0.0.1", policyd.policy_port), timeout=5) as conn:
+        for _ in range(3):
+            conn.sendall(request)
+            assert conn.recv(4096).startswith(b"action=554")
+    text = _metrics(policyd.metrics_port)
+    assert 'postwarden_policy_decisions_total{domain="hosted.test",rule="blocked-ip"} 3.0' in text
+    assert "postwarden_policy_seconds_count 3.0" in text
+    assert "postwarden_settings_reloads_total 1.0" in text
