@@ -23,8 +23,10 @@ from pathlib import Path
 
 from postwarden.settings.load import SettingsInvalid, load_text
 from postwarden.settings.snapshot import Snapshot, compile_settings
+from postwarden.util.files import read_regular_file_stat
 
 log = logging.getLogger(__name__)
+
 
 _Signature = tuple[int, int, int, int, int]
 
@@ -36,6 +38,7 @@ class SnapshotSource:
         self.path = path
         self._signature: _Signature | None = None
         self._rejected_digest: str | None = None
+        self._read_error = ""
         self._current: Snapshot | None = None
 
     @property
@@ -64,9 +67,14 @@ class SnapshotSource:
                 return False
             data, signature = self._read()
         except OSError as exc:
-            log.error("settings %s unreadable, keeping the last good settings: %s", self.path, exc)
+            if str(exc) != self._read_error:  # log each new problem once, not every second
+                self._read_error = str(exc)
+                log.error(
+                    "settings %s unreadable, keeping the last good settings: %s", self.path, exc
+                )
             self._signature = None  # try again next time
             return False
+        self._read_error = ""
         self._signature = signature
         current = self.current
         try:
@@ -99,7 +107,10 @@ class SnapshotSource:
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def _read(self) -> tuple[bytes, _Signature]:
-        with open(self.path, "rb") as f:
-            st = os.fstat(f.fileno())
-            data = f.read()
+        """The file's bytes; a symbolic link or anything but a regular file is refused.
+
+        Whoever can swap the settings for a link to another file should not be able to
+        point the daemons at it unnoticed: the last good settings stay, and the log says why.
+        """
+        data, st = read_regular_file_stat(self.path)
         return data, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

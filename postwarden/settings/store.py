@@ -33,6 +33,7 @@ from pathlib import Path
 from postwarden.errors import PostwardenError
 from postwarden.settings.load import Loaded, SettingsInvalid, dump, load_text
 from postwarden.settings.model import Settings
+from postwarden.util.files import read_regular_file
 
 SERVICE_GROUP = "postwarden"
 
@@ -55,9 +56,9 @@ class EditResult:
 
 
 def read_settings(path: Path) -> Loaded:
-    """Read and validate the settings file at *path*."""
+    """Read and validate the settings file at *path* (a regular file, as the daemons want)."""
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
     except FileNotFoundError:
         raise SettingsNotFound(
             f"{path}: no such file (create it with `postwarden init DOMAIN`)"

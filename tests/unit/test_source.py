@@ -69,3 +69,36 @@ def test_first_load_must_succeed(tmp_path: Path) -> None:
     path.write_text("version: 1\n")
     with pytest.raises(Exception, match="primary_domain: required setting is missing"):
         SnapshotSource(path).load()
+
+
+def test_a_symlink_or_fifo_never_replaces_the_settings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "settings.yaml"
+    _write(path, GOOD.format("192.0.2.1"))
+    source = SnapshotSource(path)
+    good = source.load()
+    other = tmp_path / "other.yaml"
+    other.write_text(GOOD.format("203.0.113.1"))  # valid, but reached through a link
+    path.unlink()
+    path.symlink_to(other)
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            assert source.refresh(force=True) is False
+    assert source.current is good
+    assert caplog.text.count("is a symbolic link") == 1  # logged once, not every second
+    path.unlink()
+    os.mkfifo(path)
+    assert source.refresh() is False and source.current is good
+    path.unlink()
+    _write(path, GOOD.format("198.51.100.1"))
+    assert source.refresh() is True
+
+
+def test_first_load_refuses_a_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "real.yaml"
+    target.write_text(GOOD.format("192.0.2.1"))
+    link = tmp_path / "settings.yaml"
+    link.symlink_to(target)
+    with pytest.raises(OSError, match="is a symbolic link"):
+        SnapshotSource(link).load()
