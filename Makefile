@@ -12,7 +12,7 @@ STAMP     := $(VENV)/.installed
 DEBIAN_PACKAGES := postfix libmilter-dev swaks dnsmasq-base openssl python3-venv python3-dev \
                    dovecot-sieve systemd
 
-.PHONY: deps system-deps test run lint bench clean
+.PHONY: deps system-deps test run lint bench soak clean
 
 deps: system-deps $(STAMP)
 
@@ -36,6 +36,10 @@ lint: deps
 
 bench: deps
 	$(PY) -m tests.bench
+
+# The long soak: 5,000 messages while the daemons are killed 40 times (needs root).
+soak: deps
+	$(PY) -m tests.soak.run --messages 5000 --kills 40
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -8,19 +8,16 @@ Description:
 
 from __future__ import annotations
 
-import functools
+from postwarden.util.idn import BadDomainName, to_a_label
 
 
-@functools.lru_cache(maxsize=4096)
 def normalize_lookup_domain(domain: str) -> str:
     """Lower-case, no trailing dot, A-label; text that is no valid name comes back lowered."""
-    domain = domain.strip().rstrip(".").lower()
-    if domain.isascii():
-        return domain
+    domain = domain.strip().rstrip(".")
     try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return domain
+        return to_a_label(domain)
+    except BadDomainName:
+        return domain.lower()
 
 
 def domain_of(address: str) -> str:

@@ -7,10 +7,14 @@ Prints each line with the reason for its value; ``--apply`` sets them with ``pos
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
+from postwarden.cli import _settings
 from postwarden.cli._command import Command
 from postwarden.cli._env import BadInput, Environment, ExitStatus
 from postwarden.postfix.postconf import has_service, parameters, set_parameters
+from postwarden.postfix.postscreen import cidr_table
 from postwarden.postfix.wiring import (
     MILTER_MACROS,
     RECIPIENT_TABLES,
@@ -19,6 +23,7 @@ from postwarden.postfix.wiring import (
     policyd_wiring,
     routing_wiring,
 )
+from postwarden.settings.snapshot import compile_settings
 
 
 def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -55,6 +60,11 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
         help="postwarden-milter's listener (default %(default)s)",
     )
     parser.add_argument(
+        "--postscreen-cidr",
+        metavar="FILE",
+        help="also write the IP lists as a postscreen_access_list cidr table to FILE",
+    )
+    parser.add_argument(
         "--submission-service",
         default="submission/inet",
         metavar="NAME/TYPE",
@@ -75,6 +85,22 @@ def _render(lines: list[Line]) -> str:
             out.append(f"# {line.why}")
             out.append(str(line))
     return "\n".join(out)
+
+
+def _write_postscreen_table(env: Environment, path: Path) -> Line:
+    loaded = _settings.load(env)
+    table = cidr_table(compile_settings(loaded.settings))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(table)
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
+    return Line(
+        "main",
+        "postscreen_access_list",
+        f"permit_mynetworks, cidr:{path}",
+        "postscreen's first line: allowed IPs skip its tests, IPs every hosted"
+        " domain blocks are refused (cidr tables are read at start: postfix reload)",
+    )
 
 
 def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
@@ -111,6 +137,8 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
         lines += routing_wiring(current, socketmap=args.socketmap, service=args.service)
     if "milter" in components:
         lines += milter_wiring(current, milter=args.milter, services=services)
+    if args.postscreen_cidr:
+        lines.append(_write_postscreen_table(env, Path(args.postscreen_cidr)))
     if args.apply:
         for line in lines:
             set_parameters(line.postconf_argv(), config_dir)

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from postwarden.util.idn import BadDomainName, to_a_label
 from postwarden.util.iptable import BadIpEntry, IpRange, parse_range
 
 Path = tuple[str | int, ...]
@@ -240,12 +241,10 @@ def normalize_domain(text: str) -> str:
 
     :raises ValueError: naming the text when it is not a valid domain name.
     """
-    name = text.strip().rstrip(".").lower()
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise ValueError(f"{text!r} is not a valid domain name") from None
+    try:
+        name = to_a_label(text.strip().rstrip("."))
+    except BadDomainName:
+        raise ValueError(f"{text!r} is not a valid domain name") from None
     labels = name.split(".")
     if len(name) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(x) for x in labels):
         raise ValueError(f"{text!r} is not a valid domain name")

@@ -13,8 +13,11 @@ PEM_LINE = 40  # base64 lines of a PEM body are 64 characters; shorter ones are 
 def _key_lines(base: Path) -> set[str]:
     lines: set[str] = set()
     for key in base.rglob("dkim/*/*.pem"):
-        body = [x for x in key.read_text(errors="replace").splitlines()
-                if x and not x.startswith("-----")]
+        body = [
+            x
+            for x in key.read_text(errors="replace").splitlines()
+            if x and not x.startswith("-----")
+        ]
         lines.update(x for x in body if len(x) >= PEM_LINE)
     return lines
 

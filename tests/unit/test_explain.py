@@ -355,3 +355,32 @@ def test_explain_refuses_bad_input(configured: Cli) -> None:
         "explain", "--client-ip", "999.1.1.1", "--sender", "", "--recipient", "b@example.com"
     )
     assert result.status == 1 and "'999.1.1.1' is not an IP address" in result.err
+
+
+def test_internationalized_domains_match_in_both_forms(cli: Cli) -> None:
+    cli.ok("init", "bücher.example")  # stored as its A-label
+    cli.ok("block", "add", "203.0.113.0/24")
+    assert cli.ok("domain", "list", "--json").json()[0]["domain"] == "xn--bcher-kva.example"
+    for recipient in (
+        "kunde@bücher.example",
+        "kunde@xn--bcher-kva.example",
+        "kunde@BÜCHER.example",
+    ):
+        result = cli.ok(
+            "explain",
+            "--json",
+            "--client-ip",
+            "203.0.113.9",
+            "--sender",
+            "a@x.example",
+            "--recipient",
+            recipient,
+        ).json()
+        assert (result["rule"], result["recipient_domain"]) == (
+            "blocked-ip",
+            "xn--bcher-kva.example",
+        ), recipient
+    tls = cli.ok("tls", "add", "--title", "t", "--target", "incoming", "straße.example")
+    assert tls.status == 0
+    partners = cli.ok("tls", "list", "--json").json()["policies"][0]["partners"]
+    assert partners == ["xn--strae-oqa.example"]  # IDNA 2008: ß stays ß (not "ss")
