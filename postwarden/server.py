@@ -23,6 +23,7 @@ Security:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import ipaddress
@@ -36,7 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from postwarden import __version__
 from postwarden.errors import PostwardenError
+from postwarden.settings import paths
 from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.source import SnapshotSource
 from postwarden.util import sdnotify
@@ -247,3 +250,35 @@ def _remove_stale_socket(path: str) -> None:
     if not stat.S_ISSOCK(st.st_mode):
         raise BadAddress(f"{path} exists and is not a socket")
     os.unlink(path)
+
+
+def daemon_parser(program: str, description: str, *, metrics: str) -> argparse.ArgumentParser:
+    """The options every daemon takes: settings, state, metrics, logging, version.
+
+    Each daemon adds its listening addresses; ``metrics`` is its default /metrics address.
+    """
+    parser = argparse.ArgumentParser(prog=program, description=description)
+    parser.add_argument(
+        "--settings",
+        type=Path,
+        default=paths.settings_path(None, os.environ),
+        help="settings file (env POSTWARDEN_SETTINGS; default %(default)s)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=paths.state_dir(None, os.environ),
+        help="state directory (env POSTWARDEN_STATE_DIR; default %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics",
+        default=metrics,
+        metavar="ADDR",
+        help="Prometheus /metrics listener, or 'none' (default %(default)s)",
+    )
+    parser.add_argument("--syslog", action="store_true", help="log to syslog (mail facility)")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument("--version", action="version", version=f"{program} {__version__}")
+    return parser

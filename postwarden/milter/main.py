@@ -21,20 +21,19 @@ import threading
 import time
 from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 
 import Milter
 
-from postwarden import __version__, metrics
 from postwarden import log as logsetup
+from postwarden import metrics
 from postwarden.errors import PostwardenError
 from postwarden.metrics import start_metrics
 from postwarden.milter.app import FLAGS, PostwardenMilter
 from postwarden.milter.keyring import KeyRing
 from postwarden.milter.recipients import KnownRecipients
 from postwarden.milter.view import MilterView, compile_view
-from postwarden.server import ListenAddress, Published, SettingsWatcher
-from postwarden.settings import daemon_status, paths
+from postwarden.server import ListenAddress, Published, SettingsWatcher, daemon_parser
+from postwarden.settings import daemon_status
 from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.source import SnapshotSource
 from postwarden.settings.state_writer import StateWriter
@@ -47,22 +46,11 @@ IO_TIMEOUT = 600  # seconds libmilter waits for Postfix; Postfix's own timeouts 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROGRAM,
-        description="DKIM signing, regex spam tagging, header rewrites and gateway"
-        " original-IP checks for Postfix, from the postwarden settings.",
-    )
-    parser.add_argument(
-        "--settings",
-        type=Path,
-        default=paths.settings_path(None, os.environ),
-        help="settings file (env POSTWARDEN_SETTINGS; default %(default)s)",
-    )
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=paths.state_dir(None, os.environ),
-        help="state directory (env POSTWARDEN_STATE_DIR; default %(default)s)",
+    parser = daemon_parser(
+        PROGRAM,
+        "DKIM signing, regex spam tagging, header rewrites, gateway original-IP checks and"
+        " routing for Postfix, from the postwarden settings.",
+        metrics="inet:127.0.0.1:10044",
     )
     parser.add_argument(
         "--socket",
@@ -70,17 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="listening address (default %(default)s)",
     )
-    parser.add_argument(
-        "--metrics",
-        default="inet:127.0.0.1:10044",
-        metavar="ADDR",
-        help="Prometheus /metrics listener, or 'none' (default %(default)s)",
-    )
-    parser.add_argument("--syslog", action="store_true", help="log to syslog (mail facility)")
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
-    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
     return parser
 
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 
-from postwarden import __version__, metrics
 from postwarden import log as logsetup
+from postwarden import metrics
 from postwarden.errors import PostwardenError
 from postwarden.metrics import start_metrics
 from postwarden.policyd.netstring import encode
@@ -32,8 +30,8 @@ from postwarden.policyd.server import (
 )
 from postwarden.policyd.service import TEMPFAIL, PolicydView, PolicyService, compile_view
 from postwarden.postfix.postconf import PostfixUnavailable, parameters
-from postwarden.server import Daemon, ListenAddress
-from postwarden.settings import daemon_status, paths
+from postwarden.server import Daemon, ListenAddress, daemon_parser
+from postwarden.settings import daemon_status
 from postwarden.settings.audit import FileChanges
 from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.state_writer import StateWriter
@@ -44,22 +42,11 @@ PROGRAM = "postwarden-policyd"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROGRAM,
-        description="Answer Postfix policy delegation (IP lists, gateway-only, incoming TLS)"
-        " and socketmap lookups (outgoing TLS policy) from the postwarden settings.",
-    )
-    parser.add_argument(
-        "--settings",
-        type=Path,
-        default=paths.settings_path(None, os.environ),
-        help="settings file (env POSTWARDEN_SETTINGS; default %(default)s)",
-    )
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=paths.state_dir(None, os.environ),
-        help="state directory (env POSTWARDEN_STATE_DIR; default %(default)s)",
+    parser = daemon_parser(
+        PROGRAM,
+        "Answer Postfix policy delegation (IP lists, gateway-only, incoming TLS) and socketmap"
+        " lookups (outgoing TLS policy, routing) from the postwarden settings.",
+        metrics="inet:127.0.0.1:10043",
     )
     parser.add_argument(
         "--policy",
@@ -83,17 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="the global smtp_tls_security_level (default: ask postconf)",
     )
-    parser.add_argument(
-        "--metrics",
-        default="inet:127.0.0.1:10043",
-        metavar="ADDR",
-        help="Prometheus /metrics listener, or 'none' (default %(default)s)",
-    )
-    parser.add_argument("--syslog", action="store_true", help="log to syslog (mail facility)")
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
-    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
     return parser
 
 

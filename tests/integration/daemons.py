@@ -81,67 +81,45 @@ class Installation:
         os.replace(tmp, self.settings)
 
 
-class Policyd:
-    """``postwarden-policyd`` running as the service user on free loopback ports."""
+class ServiceDaemon:
+    """A postwarden daemon running as the service user, the way its systemd unit runs it."""
 
-    def __init__(
-        self, installation: Installation, *, tls_level: str = "may", socket_dir: Path | None = None
-    ) -> None:
-        """Listen on loopback ports, or on unix sockets in *socket_dir* when given."""
+    module = ""
+    log_name = ""
+
+    def __init__(self, installation: Installation) -> None:
         self.installation = installation
-        self.policy_port = free_port()
-        self.socketmap_port = free_port()
         self.metrics_port = free_port()
-        self.socket_dir = socket_dir
-        self.tls_level = tls_level
-        self.log_path = installation.base / "policyd.log"
+        self.log_path = installation.base / self.log_name
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def policy_address(self) -> str:
-        if self.socket_dir:
-            return f"unix:{self.socket_dir / 'policy'}"
-        return f"inet:127.0.0.1:{self.policy_port}"
+    def arguments(self) -> list[str]:
+        """The daemon's own options (its listeners)."""
+        raise NotImplementedError
 
-    @property
-    def socketmap_address(self) -> str:
-        if self.socket_dir:
-            return f"unix:{self.socket_dir / 'socketmap'}"
-        return f"inet:127.0.0.1:{self.socketmap_port}"
+    def wait_until_ready(self) -> None:
+        raise NotImplementedError
 
     def start(self, env: dict[str, str] | None = None) -> None:
         """Start as the service user; *env* adds to its (clean) environment."""
         inst = self.installation
+        argv = [
+            PYTHON,
+            "-m",
+            self.module,
+            "--settings",
+            str(inst.settings),
+            "--state-dir",
+            str(inst.state_dir),
+            "--metrics",
+            f"inet:127.0.0.1:{self.metrics_port}",
+            *self.arguments(),
+        ]
         with open(self.log_path, "ab") as log:
             self.process = spawn_as_service_user(
-                [
-                    PYTHON,
-                    "-m",
-                    "postwarden.policyd.main",
-                    "--settings",
-                    str(inst.settings),
-                    "--state-dir",
-                    str(inst.state_dir),
-                    "--policy",
-                    self.policy_address,
-                    "--socketmap",
-                    self.socketmap_address,
-                    "--tls-security-level",
-                    self.tls_level,
-                    "--metrics",
-                    f"inet:127.0.0.1:{self.metrics_port}",
-                ],
-                user=inst.user,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                argv, user=inst.user, env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        if self.socket_dir:
-            for name in ("policy", "socketmap"):
-                wait_for_unix_socket(self.socket_dir / name, timeout=15, proc=self.process)
-        else:
-            wait_for_port("127.0.0.1", self.policy_port, timeout=15, proc=self.process)
-            wait_for_port("127.0.0.1", self.socketmap_port, timeout=15, proc=self.process)
+        self.wait_until_ready()
 
     def stop(self) -> None:
         if self.process is not None:
@@ -157,6 +135,51 @@ class Policyd:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Policyd(ServiceDaemon):
+    """``postwarden-policyd`` on free loopback ports, or unix sockets in *socket_dir*."""
+
+    module, log_name = "postwarden.policyd.main", "policyd.log"
+
+    def __init__(
+        self, installation: Installation, *, tls_level: str = "may", socket_dir: Path | None = None
+    ) -> None:
+        super().__init__(installation)
+        self.policy_port = free_port()
+        self.socketmap_port = free_port()
+        self.socket_dir = socket_dir
+        self.tls_level = tls_level
+
+    @property
+    def policy_address(self) -> str:
+        if self.socket_dir:
+            return f"unix:{self.socket_dir / 'policy'}"
+        return f"inet:127.0.0.1:{self.policy_port}"
+
+    @property
+    def socketmap_address(self) -> str:
+        if self.socket_dir:
+            return f"unix:{self.socket_dir / 'socketmap'}"
+        return f"inet:127.0.0.1:{self.socketmap_port}"
+
+    def arguments(self) -> list[str]:
+        return [
+            "--policy",
+            self.policy_address,
+            "--socketmap",
+            self.socketmap_address,
+            "--tls-security-level",
+            self.tls_level,
+        ]
+
+    def wait_until_ready(self) -> None:
+        if self.socket_dir:
+            for name in ("policy", "socketmap"):
+                wait_for_unix_socket(self.socket_dir / name, timeout=15, proc=self.process)
+        else:
+            for port in (self.policy_port, self.socketmap_port):
+                wait_for_port("127.0.0.1", port, timeout=15, proc=self.process)
 
     def wire(self, postfix: PostfixInstance, *, listener: str = "mx") -> None:
         """``postwarden postfix-config --apply`` for *postfix*'s port-25 listener, reload."""
@@ -178,58 +201,24 @@ class Policyd:
         postfix.reload()
 
 
-class MilterDaemon:
-    """``postwarden-milter`` running as the service user on a free loopback port."""
+class MilterDaemon(ServiceDaemon):
+    """``postwarden-milter`` on a free loopback port."""
+
+    module, log_name = "postwarden.milter.main", "milter.log"
 
     def __init__(self, installation: Installation) -> None:
-        self.installation = installation
+        super().__init__(installation)
         self.port = free_port()
-        self.metrics_port = free_port()
-        self.log_path = installation.base / "milter.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
         return f"inet:127.0.0.1:{self.port}"
 
-    def start(self, env: dict[str, str] | None = None) -> None:
-        """Start as the service user; *env* adds to its (clean) environment."""
-        inst = self.installation
-        with open(self.log_path, "ab") as log:
-            self.process = spawn_as_service_user(
-                [
-                    PYTHON,
-                    "-m",
-                    "postwarden.milter.main",
-                    "--settings",
-                    str(inst.settings),
-                    "--state-dir",
-                    str(inst.state_dir),
-                    "--socket",
-                    self.address,
-                    "--metrics",
-                    f"inet:127.0.0.1:{self.metrics_port}",
-                ],
-                user=inst.user,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+    def arguments(self) -> list[str]:
+        return ["--socket", self.address]
+
+    def wait_until_ready(self) -> None:
         wait_for_port("127.0.0.1", self.port, timeout=15, proc=self.process)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-            self.process = None
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-        self.process = None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def wire(postfix: PostfixInstance, policyd: Policyd | None, milter: MilterDaemon) -> None:
