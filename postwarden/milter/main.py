@@ -34,7 +34,6 @@ from postwarden.milter.recipients import KnownRecipients
 from postwarden.milter.view import MilterView, compile_view
 from postwarden.server import ListenAddress, Published, SettingsWatcher, daemon_parser
 from postwarden.settings import daemon_status
-from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.source import SnapshotSource
 from postwarden.settings.state_writer import StateWriter
 from postwarden.util import sdnotify
@@ -120,19 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         source.load()
         keyring = KeyRing(args.state_dir)
         known = KnownRecipients(args.state_dir)
-        started = time.time()
-
-        def settings_changed(old: Snapshot | None, new: Snapshot) -> None:
-            if old is not None:
-                metrics.RELOADS.inc()
-            daemon_status.report(
-                args.state_dir,
-                PROGRAM,
-                started=started,
-                loaded=new.loaded_at,
-                digest=new.digest,
-                listening=str(address),
-            )
+        settings_changed = daemon_status.reporter(
+            args.state_dir, PROGRAM, str(address), metrics.RELOADS.inc
+        )
 
         published: Published[MilterView] = Published(
             source,

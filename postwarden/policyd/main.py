@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from functools import partial
 
@@ -92,23 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         socketmap_address = ListenAddress.parse(args.socketmap)
         level = global_tls_level(args)
         file_changes = FileChanges(args.state_dir, args.settings)
-        started = time.time()
-        listening = f"{policy_address} {socketmap_address}"
+        report = daemon_status.reporter(
+            args.state_dir, PROGRAM, f"{policy_address} {socketmap_address}", metrics.RELOADS.inc
+        )
 
         def settings_changed(old: Snapshot | None, new: Snapshot) -> None:
             file_changes.noticed(
                 old.settings if old else None, old.digest if old else "", new.settings, new.digest
             )
-            if old is not None:
-                metrics.RELOADS.inc()
-            daemon_status.report(
-                args.state_dir,
-                PROGRAM,
-                started=started,
-                loaded=new.loaded_at,
-                digest=new.digest,
-                listening=listening,
-            )
+            report(old, new)
 
         daemon: Daemon[PolicydView] = Daemon(
             PROGRAM,

@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.state import StateDB, transaction
 
 log = logging.getLogger(__name__)
@@ -46,3 +49,24 @@ def report(
 def read_all(db: StateDB) -> list[DaemonStatus]:
     rows = db.conn.execute("SELECT * FROM daemon_status ORDER BY name").fetchall()
     return [DaemonStatus(*row) for row in rows]
+
+
+def reporter(
+    state_dir: Path, name: str, listening: str, on_reload: Callable[[], None]
+) -> Callable[[Snapshot | None, Snapshot], None]:
+    """A settings-change callback that reports the new version (``on_reload`` on reloads)."""
+    started = time.time()
+
+    def settings_changed(old: Snapshot | None, new: Snapshot) -> None:
+        if old is not None:
+            on_reload()
+        report(
+            state_dir,
+            name,
+            started=started,
+            loaded=new.loaded_at,
+            digest=new.digest,
+            listening=listening,
+        )
+
+    return settings_changed
