@@ -8,9 +8,11 @@ STAMP     := $(VENV)/.installed
 # postfix: the tests' private instances; libmilter-dev: pymilter builds against it;
 # swaks: the demo's and tests' SMTP client; dnsmasq-base: the loopback DNS server of DKIM tests;
 # python3-venv/-dev: the venv and pymilter's C build against Debian's Python; dovecot-sieve:
-# sievec, which compiles the shipped Sieve rule in the tests; systemd: systemd-analyze verify.
+# sievec, which compiles the shipped Sieve rule in the tests; systemd: systemd-analyze verify;
+# chromium, chromium-driver: the headless browser of the web console's tests (Debian's build:
+# Playwright's own browser download is not used).
 DEBIAN_PACKAGES := postfix libmilter-dev swaks dnsmasq-base openssl python3-venv python3-dev \
-                   dovecot-sieve systemd
+                   dovecot-sieve systemd chromium chromium-driver
 
 .PHONY: deps system-deps test run lint bench soak clean
 

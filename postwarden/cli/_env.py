@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from postwarden.errors import PostwardenError
+from postwarden.admin.errors import BadInput
 from postwarden.settings import paths
 
-
-class BadInput(PostwardenError):
-    """Bad input."""
+__all__ = ["BadInput", "Environment", "ExitStatus", "table"]
 
 
 class ExitStatus(enum.IntEnum):

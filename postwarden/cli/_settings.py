@@ -1,107 +1,84 @@
-"""Helpers the commands share for reading and changing the settings file."""
+"""What the commands share on top of the service layer (:mod:`postwarden.admin`).
+
+Description:
+    :func:`admin` makes the :class:`~postwarden.admin.session.Admin` of one command run (the
+    login behind sudo as the acting user, the command line for the audit trail, ``--dry-run``);
+    :func:`report` prints what an edit did the same way for every command: a parent block
+    copied, the warnings this edit introduced (stderr), then under ``--dry-run`` the change and
+    the decisions it would alter, then the command's own summary (stdout, or JSON).
+"""
 
 from __future__ import annotations
 
-import re
-import sqlite3
+import argparse
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from typing import Any
 
-from postwarden.cli._env import BadInput, Environment
-from postwarden.errors import PostwardenError
-from postwarden.settings import audit, paths
-from postwarden.settings.load import Loaded, dump
-from postwarden.settings.model import DomainBlock, Settings
-from postwarden.settings.schema import Domain
-from postwarden.settings.snapshot import governing_domain, hosted_domains
-from postwarden.settings.state import StateDB
-from postwarden.settings.store import EditResult, edit_settings, read_settings
-from postwarden.util.privileges import as_owner_of
+from postwarden.admin.edit import Change
+from postwarden.admin.entries import require, split
+from postwarden.admin.scope import NotHosted
+from postwarden.admin.session import Actor, Admin
+from postwarden.cli._env import Environment
+from postwarden.settings import audit
+from postwarden.settings.load import Loaded
+from postwarden.settings.store import read_settings
 
-_SEPARATORS = re.compile(r"[\s,]+")
+__all__ = ["NotHosted", "add_domain_option", "add_dry_run", "admin", "load", "report", "tokens"]
 
 
 def tokens(values: Iterable[str], env: Environment) -> list[str]:
     """Entries given as arguments separated by spaces, commas or line breaks; ``-`` = stdin."""
-    result: list[str] = []
-    for value in values:
-        text = env.stdin.read() if value == "-" else value
-        result.extend(t for t in _SEPARATORS.split(text) if t)
-    if not result:
-        raise BadInput("no entries given")
-    return result
+    return require(split(env.stdin.read() if value == "-" else value for value in values))
 
 
-class NotHosted(PostwardenError):
-    """The domain is not hosted here."""
+def admin(env: Environment, args: argparse.Namespace | None = None) -> Admin:
+    actor = Actor(audit.acting_user(), "command", env.command)
+    dry_run = bool(getattr(args, "dry_run", False))
+    return Admin(env.settings_path, env.state_dir, actor, dry_run=dry_run)
 
 
 def load(env: Environment) -> Loaded:
-    loaded = read_settings(env.settings_path)
-    for finding in loaded.warnings:
-        env.note(str(finding))
-    return loaded
+    """The settings, for reading: their warnings are `postwarden check`'s to print, once."""
+    return read_settings(env.settings_path)
 
 
-def edit(env: Environment, change: Callable[[Settings], Settings]) -> EditResult:
-    """Apply *change*; print warnings the change introduced; record it in the audit trail."""
-    result = edit_settings(env.settings_path, change)
-    before = {(f.setting, f.message) for f in result.before.warnings}
-    for finding in result.after.warnings:
-        if (finding.setting, finding.message) not in before:
-            env.note(str(finding))
-    if result.changed:
-        _audit(env, result)
-    return result
+def add_dry_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the change and the decisions it would alter; write nothing",
+    )
 
 
-def _audit(env: Environment, result: EditResult) -> None:
-    """Record a change; a failure to record is reported, the change itself stands."""
-    diff = audit.text_diff(dump(result.before.settings), dump(result.after.settings))
-    try:
-        paths.ensure_state_dir(env.state_dir)
-        with as_owner_of(env.state_dir), StateDB.open(env.state_dir) as db:
-            audit.record(
-                db,
-                user=audit.acting_user(),
-                source="command",
-                command=env.command,
-                before=result.before.digest,
-                after=result.after.digest,
-                diff=diff,
-            )
-    except (sqlite3.Error, OSError) as exc:
-        env.note(f"warning: the change was made but not recorded in the audit trail: {exc}")
+def add_domain_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--domain", metavar="D", help="the hosted domain (default: the primary)")
 
 
-def selected_domain(settings: Settings, requested: str | None) -> str:
-    """The hosted domain ``--domain`` names (normalized), default the primary."""
-    if not requested:
-        return settings.primary_domain
-    try:
-        domain = Domain().from_text(requested)
-    except ValueError as exc:
-        raise NotHosted(str(exc)) from None
-    if domain not in hosted_domains(settings):
-        raise NotHosted(f"{domain} is not a hosted domain (see `postwarden domain list`)")
-    return domain
+def report(
+    env: Environment, change: Change, data: dict[str, Any], text: str | Callable[[], str]
+) -> None:
+    """Print what *change* did: notes to stderr, the summary (or JSON) to stdout."""
+    for note in change.notes():
+        env.note(note)
+    if change.dry_run:
+        data = {**data, **change.as_data()}
+        env.emit(data, lambda: _dry_run_text(change, text))
+        return
+    env.emit({**data, "warnings": change.warnings}, text)
 
 
-def own_block(settings: Settings, domain: str) -> tuple[DomainBlock, str | None]:
-    """The block to change for *domain*, and the domain it was copied from, if any.
-
-    A domain that uses its parent's block gets its own copy first: the change must not
-    alter the parent, and starting empty would silently drop the parent's lists.
-    """
-    block = settings.domains.get(domain)
-    if block is not None:
-        return block, None
-    source = governing_domain(settings, domain)
-    if source is None:
-        return DomainBlock(), None
-    return settings.domains[source] or DomainBlock(), source
-
-
-def with_block(settings: Settings, domain: str, block: DomainBlock) -> Settings:
-    """*settings* with *domain*'s block replaced."""
-    return replace(settings, domains={**settings.domains, domain: block})
+def _dry_run_text(change: Change, text: str | Callable[[], str]) -> str:
+    summary = text() if callable(text) else text
+    lines = [f"dry run, nothing was written: {summary}"]
+    if not change.changed:
+        lines.append("the settings would not change")
+        return "\n".join(lines)
+    lines += ["", change.diff.rstrip("\n"), ""]
+    if change.decisions:
+        lines.append("decisions that would change:")
+        lines += [f"  {d}" for d in change.decisions[:50]]
+        if len(change.decisions) > 50 or change.decisions_truncated:
+            lines.append(f"  ... and more ({len(change.decisions)} found)")
+    else:
+        lines.append("no decision of the policy daemon would change")
+    return "\n".join(lines)

@@ -20,6 +20,9 @@ Description:
     ``show`` lists the keys with their status, and the record to publish for pending and
     active ones. ``delete --selector S`` forgets a pending or retired key and its file.
 
+    Every one of these is recorded in the audit trail (``postwarden history``). The work
+    is :mod:`postwarden.admin.dkim`'s, shared with the web console.
+
 Errors:
     Bad input (a selector, size or algorithm that is not valid, a selector already taken,
     an unreadable key) names the bad token; exit 1, nothing changed.
@@ -32,22 +35,17 @@ Security:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from postwarden.admin import dkim
 from postwarden.cli import _settings
 from postwarden.cli._command import Command, actions
-from postwarden.cli._env import BadInput, Environment, ExitStatus, table
-from postwarden.dkim import keys, record
-from postwarden.dkim.dnscheck import DEFAULT_TIMEOUT, check_record, parse_nameserver
-from postwarden.dkim.store import DkimKeys, KeyRow, SelectorExists, Status
-from postwarden.settings.model import DomainBlock, Settings
-from postwarden.settings.snapshot import governing_domain
-from postwarden.settings.state import StateDB
-from postwarden.util.privileges import as_owner_of
+from postwarden.cli._env import Environment, ExitStatus, table
+from postwarden.dkim import record
+from postwarden.dkim.dnscheck import DEFAULT_TIMEOUT, check_record
+from postwarden.settings.model import DomainBlock
 
 PROPAGATION = (
     "DNS changes can take up to 72 hours to propagate; publish the record if you have not,"
@@ -84,60 +82,8 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
         sub.add_argument("--domain", metavar="D", help="the hosted domain (default: the primary)")
 
 
-@contextlib.contextmanager
-def _state(env: Environment) -> Iterator[DkimKeys]:
-    """The key table, opened (and any files made) as the state directory's owner."""
-    env.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-    with as_owner_of(env.state_dir), StateDB.open(env.state_dir) as db:
-        yield DkimKeys(db)
-
-
-def _block(settings: Settings, domain: str) -> DomainBlock:
-    governing = governing_domain(settings, domain)
-    return (settings.domains.get(governing) if governing else None) or DomainBlock()
-
-
-def _target(env: Environment, args: argparse.Namespace) -> tuple[str, DomainBlock]:
-    settings = _settings.load(env).settings
-    domain = _settings.selected_domain(settings, args.domain)
-    return domain, _block(settings, domain)
-
-
-def _selector(text: str) -> str:
-    try:
-        return keys.check_selector(text)
-    except keys.BadSelector as exc:
-        raise BadInput(f"--selector: {exc}") from None
-
-
-def _algorithm(text: str | None) -> keys.Algorithm | None:
-    if text is None:
-        return None
-    try:
-        return keys.Algorithm.from_text(text)
-    except keys.BadKey as exc:
-        raise BadInput(f"--algorithm: {exc}") from None
-
-
-def _bits(text: str | None, algorithm: keys.Algorithm) -> int | None:
-    if text is None:
-        return None
-    if algorithm is keys.Algorithm.ED25519:
-        raise BadInput("--bits: an Ed25519 key has no choice of size (--bits is for RSA keys)")
-    if text.strip() not in ("1024", "2048"):
-        raise BadInput(f"--bits: {text!r} is not 1024 or 2048")
-    return int(text)
-
-
-def _record_data(key: keys.PrivateKey, selector: str, domain: str) -> dict[str, Any]:
-    value = record.format_record(key)
-    host = record.host_name(selector, domain)
-    return {
-        "host": host,
-        "txt": value,
-        "txt_strings": record.split_strings(value),
-        "zone_line": f"{host}. IN TXT ( {record.format_zone_strings(value)} )",
-    }
+def _record_data(rec: dkim.Record) -> dict[str, Any]:
+    return {"host": rec.host, "txt": rec.txt, "txt_strings": rec.strings, "zone_line": rec.zone_line}
 
 
 def _record_text(data: dict[str, Any]) -> str:
@@ -148,49 +94,27 @@ def _record_text(data: dict[str, Any]) -> str:
     )
 
 
-def _store_new(
-    env: Environment,
-    domain: str,
-    selector: str,
-    make_key: Callable[[], keys.PrivateKey],
-    *,
-    verb: str,
-    hint: str = "",
-) -> ExitStatus:
-    """Make or take a key, save it as a new pending key (file, then row), show its record."""
-    with _state(env) as table_:
-        if table_.get(domain, selector) is not None:
-            raise SelectorExists(
-                f"{domain} has a key with selector {selector!r}{hint} already; choose another"
-                " with --selector; nothing was changed"
-            )
-        key = make_key()
-        path = keys.write_key(env.state_dir, domain, selector, key)
-        try:
-            row = table_.add(domain, selector, keys.algorithm_of(key), keys.bits_of(key))
-        except BaseException:
-            keys.remove_key(env.state_dir, domain, selector)
-            raise
-        active = table_.active(domain)
+def _new_key(env: Environment, new: dkim.NewKey, verb: str) -> ExitStatus:
+    row, domain = new.row, new.row.domain
     data = {
         "domain": domain,
-        "selector": selector,
+        "selector": row.selector,
         "algorithm": row.algorithm.value,
         "bits": row.bits,
         "status": row.status.value,
-        "key_file": str(path),
-        "active_selector": active.selector if active else None,
-        **_record_data(key, selector, domain),
+        "key_file": str(new.key_file),
+        "active_selector": new.active_selector,
+        **_record_data(new.record),
     }
-    kind = "Ed25519" if row.algorithm is keys.Algorithm.ED25519 else f"{row.bits}-bit RSA"
     keeps = (
-        f"{domain} keeps signing with selector {active.selector!r} until this one verifies.\n"
-        if active
+        f"{domain} keeps signing with selector {new.active_selector!r} until this one"
+        " verifies.\n"
+        if new.active_selector
         else ""
     )
     env.emit(
         data,
-        f"{verb} a {kind} key for {domain}, selector {selector!r} (pending).\n{keeps}"
+        f"{verb} {new.kind} key for {domain}, selector {row.selector!r} (pending).\n{keeps}"
         f"Publish this TXT record in the DNS of {domain}, then run"
         f" `postwarden dkim verify --domain {domain}`:\n\n{_record_text(data)}",
     )
@@ -198,30 +122,25 @@ def _store_new(
 
 
 def _create(env: Environment, args: argparse.Namespace) -> ExitStatus:
-    algorithm = _algorithm(args.algorithm) or keys.Algorithm.RSA
-    bits = _bits(args.bits, algorithm)
-    domain, block = _target(env, args)
-    selector = _selector(args.selector) if args.selector else block.dkim.selector
-    return _store_new(
-        env,
-        domain,
-        selector,
-        lambda: keys.generate(algorithm, bits),
-        verb="Created",
-        hint="" if args.selector else " (the dkim.selector setting)",
+    new = dkim.create(
+        _settings.admin(env),
+        args.domain,
+        selector=args.selector,
+        bits=args.bits,
+        algorithm=args.algorithm,
     )
+    return _new_key(env, new, "Created")
 
 
 def _import(env: Environment, args: argparse.Namespace) -> ExitStatus:
-    selector = _selector(args.selector)
-    algorithm = _algorithm(args.algorithm)
-    domain, _ = _target(env, args)
-    data = Path(args.key_file).read_bytes()  # as root: the old signer's files may be private
-    try:
-        key = keys.parse_private_key(data, algorithm=algorithm)
-    except keys.BadKey as exc:
-        raise BadInput(f"{args.key_file}: {exc}; nothing was changed") from None
-    return _store_new(env, domain, selector, lambda: key, verb="Imported")
+    new = dkim.import_key(
+        _settings.admin(env),
+        args.domain,
+        selector=args.selector,
+        key_file=Path(args.key_file),
+        algorithm=args.algorithm,
+    )
+    return _new_key(env, new, "Imported")
 
 
 def _when(timestamp: float | None) -> str | None:
@@ -230,7 +149,8 @@ def _when(timestamp: float | None) -> str | None:
     return datetime.datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
 
 
-def _row_data(env: Environment, row: KeyRow) -> dict[str, Any]:
+def _row_data(view: dkim.KeyView) -> dict[str, Any]:
+    row = view.row
     data: dict[str, Any] = {
         "selector": row.selector,
         "algorithm": row.algorithm.value,
@@ -242,19 +162,16 @@ def _row_data(env: Environment, row: KeyRow) -> dict[str, Any]:
         "last_result": row.last_result,
         "host": record.host_name(row.selector, row.domain),
     }
-    if row.status is not Status.RETIRED:
-        path = keys.key_path(env.state_dir, row.domain, row.selector)
-        try:
-            data.update(_record_data(keys.read_key(path, trusted=True), row.selector, row.domain))
-        except (OSError, keys.BadKey) as exc:
-            data["key_problem"] = str(exc) if isinstance(exc, keys.BadKey) else f"{path}: {exc}"
+    if view.record is not None:
+        data.update(_record_data(view.record))
+    if view.problem is not None:
+        data["key_problem"] = view.problem
     return data
 
 
 def _show(env: Environment, args: argparse.Namespace) -> ExitStatus:
-    domain, block = _target(env, args)
-    with _state(env) as table_:
-        rows = [_row_data(env, row) for row in table_.for_domain(domain)]
+    domain, block, views = dkim.show(_settings.admin(env), args.domain)
+    rows = [_row_data(view) for view in views]
     active = next((r["selector"] for r in rows if r["status"] == "active"), None)
     data = {
         "domain": domain,
@@ -302,75 +219,50 @@ def _show_text(
     return "\n".join(lines)
 
 
-def _pick(table_: DkimKeys, domain: str, selector: str | None) -> KeyRow:
-    if selector is not None:
-        return table_.require(domain, _selector(selector))
-    row = table_.newest_pending(domain) or table_.active(domain)
-    if row is None:
-        raise BadInput(
-            f"{domain} has no pending or active DKIM key; create one with"
-            " `postwarden dkim create` (or name a retired one with --selector)"
-        )
-    return row
-
-
 def _verify(env: Environment, args: argparse.Namespace) -> ExitStatus:
-    if args.nameserver is not None:
-        parse_nameserver(args.nameserver)  # bad input fails before anything is looked up
-    if not 0 < args.timeout <= 60:
-        raise BadInput(f"--timeout: {args.timeout} is not between 0 and 60 seconds")
-    domain, block = _target(env, args)
-    with _state(env) as table_:
-        row = _pick(table_, domain, args.selector)
-        key = keys.read_key(keys.key_path(env.state_dir, domain, row.selector), trusted=True)
-        result = check_record(
-            domain, row.selector, key, nameserver=args.nameserver, timeout=args.timeout
-        )
-        summary = f"{result.outcome.value}: {result.detail}"
-        retired = None
-        if result.ok:
-            retired = table_.activate(domain, row.selector, summary)
-        else:
-            table_.record_check(domain, row.selector, summary)
-        after = table_.require(domain, row.selector)
+    done = dkim.verify(
+        _settings.admin(env),
+        args.domain,
+        selector=args.selector,
+        nameserver=args.nameserver,
+        timeout=args.timeout,
+        lookup=check_record,
+    )
+    result, domain, selector = done.result, done.domain, done.row.selector
     data = {
         "domain": domain,
-        "selector": row.selector,
+        "selector": selector,
         "host": result.name,
         "ok": result.ok,
         "result": result.outcome.value,
         "reason": result.outcome.description,
         "detail": result.detail,
         "server": result.server,
-        "status": after.status.value,
-        "retired_selector": retired.selector if retired else None,
+        "status": done.row.status.value,
+        "retired_selector": done.retired.selector if done.retired else None,
     }
     if not result.ok:
         env.emit(data, "")
         env.stderr.write(
-            f"postwarden: error: the DKIM key of {domain} with selector {row.selector!r} is"
+            f"postwarden: error: the DKIM key of {domain} with selector {selector!r} is"
             f" not verified: {result.outcome.description} ({result.detail}).\n"
             f"  {PROPAGATION}\n"
         )
         return ExitStatus.ERROR
-    lines = [f"{result.detail}.", f"{domain} now signs with selector {row.selector!r}."]
-    if retired:
-        lines.append(f"Selector {retired.selector!r} is retired (kept until deleted).")
-    if not block.dkim.enabled:
+    lines = [f"{result.detail}.", f"{domain} now signs with selector {selector!r}."]
+    if done.retired:
+        lines.append(f"Selector {done.retired.selector!r} is retired (kept until deleted).")
+    if not done.signing_enabled:
         lines.append("Signing is off in the settings (dkim.enabled: false) until turned on.")
     env.emit(data, "\n".join(lines))
     return ExitStatus.OK
 
 
 def _delete(env: Environment, args: argparse.Namespace) -> ExitStatus:
-    selector = _selector(args.selector)
-    domain, _ = _target(env, args)
-    with _state(env) as table_:
-        row = table_.delete(domain, selector)
-        removed = keys.remove_key(env.state_dir, domain, selector)
+    domain, row, removed = dkim.delete(_settings.admin(env), args.domain, args.selector)
     env.emit(
-        {"domain": domain, "selector": selector, "status": row.status.value, "file": removed},
-        f"{domain}: {row.status.value} key {selector!r} deleted",
+        {"domain": domain, "selector": row.selector, "status": row.status.value, "file": removed},
+        f"{domain}: {row.status.value} key {row.selector!r} deleted",
     )
     return ExitStatus.OK
 

@@ -1,9 +1,14 @@
-"""``postwarden init PRIMARY_DOMAIN``: a new minimal settings file; never overwrites."""
+"""``postwarden init PRIMARY_DOMAIN``: a new minimal settings file; never overwrites.
+
+The new file is the first entry of the audit trail (``postwarden history``).
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from postwarden.admin import trail
+from postwarden.cli import _settings
 from postwarden.cli._command import Command
 from postwarden.cli._env import BadInput, Environment, ExitStatus
 from postwarden.settings.model import DomainBlock, Settings
@@ -22,7 +27,10 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
         raise BadInput(str(exc)) from None
     # The primary gets its own (empty) block, which hosted subdomains then inherit.
     settings = Settings(primary_domain=domain, domains={domain: DomainBlock()})
-    create_settings(env.settings_path, settings)
+    created = create_settings(env.settings_path, settings)
+    problem = trail.record_new_file(_settings.admin(env), created)
+    if problem:
+        env.note(problem)
     env.emit(
         {"settings": str(env.settings_path), "primary_domain": domain, "created": True},
         f"created {env.settings_path} for {domain}",

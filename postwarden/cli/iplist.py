@@ -6,167 +6,73 @@ Description:
     input). A batch is all or nothing: one bad entry names itself and nothing is saved.
     Adding an entry that is already listed changes nothing (``--note`` updates its note), so
     commands are safe to repeat. ``block list --sort recent`` puts the entries that blocked
-    something most recently first, from the block history in the state database.
+    something most recently first, from the block history in the state database. The work
+    is :mod:`postwarden.admin.iplists`'s, shared with the web console.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-from dataclasses import replace
 from functools import partial
 
+from postwarden.admin import iplists
 from postwarden.cli import _settings
 from postwarden.cli._command import Command, actions
-from postwarden.cli._env import BadInput, Environment, ExitStatus, table
-from postwarden.settings.model import BLOCKED_IP, LISTED_IP, Settings
-from postwarden.settings.schema import IpEntry, IpEntryKind, Report
-from postwarden.settings.snapshot import governing_domain
-from postwarden.settings.state import FILENAME, EntryActivity, StateDB
-from postwarden.util.iptable import BadIpEntry, IpRange, parse_range
-from postwarden.util.privileges import as_owner_of
+from postwarden.cli._env import Environment, ExitStatus, table
 
 
-def _parse_new(tokens: list[str], kind: IpEntryKind, note: str) -> list[IpEntry]:
-    """Entries from *tokens* with the list's width rules; all bad ones named at once."""
-    entries: dict[IpRange, IpEntry] = {}
-    problems: list[str] = []
-    for token in tokens:
-        report = Report()
-        try:
-            entry = kind.make(token, note, (), report)
-        except BadIpEntry as exc:
-            problems.append(str(exc))
-            continue
-        problems.extend(p.message for p in report.errors)
-        if not report.errors:
-            entries.setdefault(entry.range, entry)
-    if problems:
-        raise BadInput("; ".join(problems) + "; nothing was changed")
-    return list(entries.values())
-
-
-def _parse_existing(tokens: list[str]) -> list[IpRange]:
-    ranges, problems = [], []
-    for token in tokens:
-        try:
-            ranges.append(parse_range(token))
-        except BadIpEntry as exc:
-            problems.append(str(exc))
-    if problems:
-        raise BadInput("; ".join(problems) + "; nothing was changed")
-    return ranges
-
-
-def _add(env: Environment, args: argparse.Namespace, field: str, kind: IpEntryKind) -> ExitStatus:
-    new_entries = _parse_new(_settings.tokens(args.entries, env), kind, args.note or "")
-    outcome: dict[str, list[str]] = {"added": [], "updated": [], "unchanged": []}
-    copied: list[str | None] = [None]
-
-    def change(settings: Settings) -> Settings:
-        domain = _settings.selected_domain(settings, args.domain)
-        block, copied[0] = _settings.own_block(settings, domain)
-        entries = list(getattr(block, field))
-        where = {entry.range: index for index, entry in enumerate(entries)}
-        for entry in new_entries:
-            index = where.get(entry.range)
-            if index is None:
-                where[entry.range] = len(entries)
-                entries.append(entry)
-                outcome["added"].append(entry.text)
-            elif args.note is not None and entries[index].note != entry.note:
-                entries[index] = replace(entries[index], note=entry.note)
-                outcome["updated"].append(entry.text)
-            else:
-                outcome["unchanged"].append(entries[index].text)
-        return _settings.with_block(settings, domain, replace(block, **{field: tuple(entries)}))
-
-    result = _settings.edit(env, change)
-    domain = _settings.selected_domain(result.after.settings, args.domain)
-    if copied[0] and result.changed:
-        env.note(f"{domain} now has its own settings, copied from {copied[0]}")
-    env.emit(
+def _add(env: Environment, args: argparse.Namespace, field: str) -> ExitStatus:
+    tokens = _settings.tokens(args.entries, env)
+    done = iplists.add(_settings.admin(env, args), args.domain, field, tokens, args.note)
+    change = done.change
+    _settings.report(
+        env,
+        change,
         {
-            "domain": domain,
+            "domain": change.domain,
             "list": field,
-            **outcome,
-            "copied_from": copied[0] if result.changed else None,
-            "changed": result.changed,
+            "added": done.added,
+            "updated": done.updated,
+            "unchanged": done.unchanged,
+            "copied_from": change.copied_from if change.changed else None,
+            "changed": change.changed,
         },
-        f"{domain} {field}: {len(outcome['added'])} added, {len(outcome['updated'])} note(s)"
-        f" updated, {len(outcome['unchanged'])} already listed",
+        f"{change.domain} {field}: {len(done.added)} added, {len(done.updated)} note(s)"
+        f" updated, {len(done.unchanged)} already listed",
     )
     return ExitStatus.OK
 
 
 def _delete(env: Environment, args: argparse.Namespace, field: str) -> ExitStatus:
-    ranges = _parse_existing(_settings.tokens(args.entries, env))
-    removed: list[str] = []
-    copied: list[str | None] = [None]
-
-    def change(settings: Settings) -> Settings:
-        domain = _settings.selected_domain(settings, args.domain)
-        block, copied[0] = _settings.own_block(settings, domain)
-        entries = list(getattr(block, field))
-        present = {entry.range for entry in entries}
-        missing = [r.to_text() for r in ranges if r not in present]
-        if missing:
-            raise BadInput(f"not in {field} of {domain}: {', '.join(missing)}; nothing was changed")
-        doomed = set(ranges)
-        removed.extend(e.text for e in entries if e.range in doomed)
-        kept = tuple(e for e in entries if e.range not in doomed)
-        return _settings.with_block(settings, domain, replace(block, **{field: kept}))
-
-    result = _settings.edit(env, change)
-    domain = _settings.selected_domain(result.after.settings, args.domain)
-    if copied[0]:
-        env.note(f"{domain} now has its own settings, copied from {copied[0]}")
-    env.emit(
-        {"domain": domain, "list": field, "deleted": removed, "changed": result.changed},
-        f"{domain} {field}: {len(removed)} deleted",
+    tokens = _settings.tokens(args.entries, env)
+    done = iplists.delete(_settings.admin(env, args), args.domain, field, tokens)
+    change = done.change
+    _settings.report(
+        env,
+        change,
+        {"domain": change.domain, "list": field, "deleted": done.deleted, "changed": change.changed},
+        f"{change.domain} {field}: {len(done.deleted)} deleted",
     )
     return ExitStatus.OK
 
 
-def _activity(env: Environment, domain: str) -> dict[str, EntryActivity]:
-    """Block history per entry; empty when no daemon has written a state database yet."""
-    if not (env.state_dir / FILENAME).exists():
-        return {}
-    with as_owner_of(env.state_dir), StateDB.open(env.state_dir) as db:
-        return db.entry_activity(domain)
-
-
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return ""
-    return datetime.datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
-
-
 def _list(env: Environment, args: argparse.Namespace, field: str) -> ExitStatus:
-    settings = _settings.load(env).settings
-    domain = _settings.selected_domain(settings, args.domain)
-    governing = governing_domain(settings, domain)
-    block = settings.domains.get(governing) if governing else None
-    entries: list[IpEntry] = list(getattr(block, field)) if block else []
+    found = iplists.listing(
+        _settings.admin(env), args.domain, field, sort=getattr(args, "sort", None)
+    )
+    domain = found.view.domain
     history = field == "blocked_ips"
-    activity = _activity(env, governing) if history and governing else {}
-    if getattr(args, "sort", None) == "recent":
-        # Stable sort: entries that never blocked anything keep their file order, at the end.
-        entries.sort(key=lambda e: -(activity[e.text].last_seen if e.text in activity else 0))
-    rows = []
-    for entry in entries:
-        row: dict[str, object] = {"entry": entry.text, "note": entry.note}
+    rows: list[dict[str, object]] = []
+    for row in found.rows:
+        data: dict[str, object] = {"entry": row.entry, "note": row.note}
         if history:
-            seen = activity.get(entry.text)
-            row.update(
-                last_blocked=_when(seen.last_seen) if seen else None,
-                blocks=seen.count if seen else 0,
-                clients=seen.clients if seen else 0,
+            data.update(
+                last_blocked=row.last_blocked_text, blocks=row.blocks, clients=row.clients
             )
-        rows.append(row)
+        rows.append(data)
     headers = ["ENTRY", "NOTE", *(["LAST BLOCKED", "BLOCKS"] if history else [])]
     env.emit(
-        {"domain": domain, "settings_from": governing or "", "list": field, "entries": rows},
+        {"domain": domain, "settings_from": found.view.governing, "list": field, "entries": rows},
         lambda: (
             table(
                 [
@@ -209,20 +115,19 @@ def _configure_list(
         )
         if name == "add":
             sub.add_argument("--note", metavar="T", help="a note kept with the entries")
+        _settings.add_dry_run(sub)
         parsers.append(sub)
     for sub in parsers:
-        sub.add_argument("--domain", metavar="D", help="the hosted domain (default: the primary)")
+        _settings.add_domain_option(sub)
 
 
-def _runner(field: str, kind: IpEntryKind) -> partial[ExitStatus]:
-    return partial(_run, field=field, kind=kind)
+def _runner(field: str) -> partial[ExitStatus]:
+    return partial(_run, field=field)
 
 
-def _run(
-    env: Environment, args: argparse.Namespace, *, field: str, kind: IpEntryKind
-) -> ExitStatus:
+def _run(env: Environment, args: argparse.Namespace, *, field: str) -> ExitStatus:
     if args.action == "add":
-        return _add(env, args, field, kind)
+        return _add(env, args, field)
     if args.action == "delete":
         return _delete(env, args, field)
     return _list(env, args, field)
@@ -232,11 +137,11 @@ ALLOW = Command(
     "allow",
     "list, add or delete allowed IPs (always received)",
     _configure("allowed_ips", "allowed"),
-    _runner("allowed_ips", LISTED_IP),
+    _runner("allowed_ips"),
 )
 BLOCK = Command(
     "block",
     "list, add or delete blocked IPs (rejected with 5.7.1)",
     _configure("blocked_ips", "blocked"),
-    _runner("blocked_ips", BLOCKED_IP),
+    _runner("blocked_ips"),
 )

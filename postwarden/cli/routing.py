@@ -6,21 +6,23 @@ a route: ``change route`` (known recipients go to the route, not locally), with
 ``--keep-local-copy`` (known recipients are also delivered locally). Outbound rules act on
 mail sent from the domain (condition internal or external, per recipient):
 ``change-route`` relays it through the route, ``send-additionally`` sends the sender a copy
-there. The first matching rule of a list applies. Changes apply to the next message.
+there. The first matching rule of a list applies. Changes apply to the next message. The
+work is :mod:`postwarden.admin.routing_rules`'s, shared with the web console.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
+from postwarden.admin import routing_rules
 from postwarden.cli import _settings
 from postwarden.cli._command import Command
-from postwarden.cli._env import BadInput, Environment, ExitStatus, table
-from postwarden.settings.model import InboundRule, OutboundRule, Settings
+from postwarden.cli._env import Environment, ExitStatus, table
+from postwarden.settings.model import InboundRule, OutboundRule
 
-FIELDS = {"inbound": "inbound_routing", "outbound": "outbound_routing"}
+FIELDS = routing_rules.FIELDS
 
 
 def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -62,10 +64,10 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
             )
         deleting = add("delete", f"delete an {direction} rule")
         deleting.add_argument("name", metavar="NAME")
+        for parser_ in (adding, deleting):
+            _settings.add_dry_run(parser_)
         for parser_ in (listing, adding, deleting):
-            parser_.add_argument(
-                "--domain", metavar="D", help="the hosted domain (default: the primary)"
-            )
+            _settings.add_domain_option(parser_)
 
 
 def _new_rule(args: argparse.Namespace) -> InboundRule | OutboundRule:
@@ -82,53 +84,50 @@ def _new_rule(args: argparse.Namespace) -> InboundRule | OutboundRule:
     )
 
 
-def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
-    field = FIELDS[args.direction]
-    if args.action == "list":
-        settings = _settings.load(env).settings
-        domain = _settings.selected_domain(settings, args.domain)
-        rules = [asdict(r) for r in getattr(_settings.own_block(settings, domain)[0], field)]
-        env.emit(
-            {"domain": domain, "rules": rules},
-            lambda: (
-                table(
-                    [
-                        [
-                            str(r["name"]),
-                            str(r["route"]),
-                            str(r["condition"]),
-                            ", ".join(k for k, v in r.items() if v is True)
-                            or str(r.get("action", "change route")),
-                        ]
-                        for r in rules
-                    ],
-                    ["NAME", "ROUTE", "CONDITION", "OPTIONS"],
-                )
-                or f"{domain}: no {args.direction} rules"
-            ),
-        )
-        return ExitStatus.OK
-
-    def change(settings: Settings) -> Settings:
-        domain = _settings.selected_domain(settings, args.domain)
-        block, _ = _settings.own_block(settings, domain)
-        rules = list(getattr(block, field))
-        names = [rule.name for rule in rules]
-        if args.action == "add":
-            if args.name in names:
-                raise BadInput(f"{domain} already has an {args.direction} rule {args.name!r}")
-            rules.append(_new_rule(args))
-        else:
-            if args.name not in names:
-                raise BadInput(f"{domain} has no {args.direction} rule {args.name!r}")
-            del rules[names.index(args.name)]
-        return _settings.with_block(settings, domain, replace(block, **{field: tuple(rules)}))
-
-    _settings.edit(env, change)
-    verb = "added" if args.action == "add" else "deleted"
+def _list(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    view, found = routing_rules.rules(_settings.admin(env), args.domain, args.direction)
+    rules = [asdict(r) for r in found]
     env.emit(
-        {"direction": args.direction, "action": args.action, "name": args.name},
-        f"{args.direction} rule {args.name!r} {verb}",
+        {"domain": view.domain, "settings_from": view.governing, "rules": rules},
+        lambda: (
+            table(
+                [
+                    [
+                        str(r["name"]),
+                        str(r["route"]),
+                        str(r["condition"]),
+                        ", ".join(k for k, v in r.items() if v is True)
+                        or str(r.get("action", "change route")),
+                    ]
+                    for r in rules
+                ],
+                ["NAME", "ROUTE", "CONDITION", "OPTIONS"],
+            )
+            or f"{view.domain}: no {args.direction} rules"
+        ),
+    )
+    return ExitStatus.OK
+
+
+def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    if args.action == "list":
+        return _list(env, args)
+    admin = _settings.admin(env, args)
+    if args.action == "add":
+        change = routing_rules.add(admin, args.domain, _new_rule(args))
+    else:
+        change = routing_rules.delete(admin, args.domain, args.direction, args.name)
+    verb = "added" if args.action == "add" else "deleted"
+    _settings.report(
+        env,
+        change,
+        {
+            "domain": change.domain,
+            "direction": args.direction,
+            "action": args.action,
+            "name": args.name,
+        },
+        f"{change.domain}: {args.direction} rule {args.name!r} {verb}",
     )
     return ExitStatus.OK
 

@@ -6,19 +6,18 @@ Description:
     level ``verify``, else ``encrypt``) or ``incoming`` (mail from them to this domain's
     recipients is refused over a plaintext session). At most 30 policies per domain with
     unique titles, at most 100 partner domains each. ``.example.net`` means the subdomains of
-    example.net. Outgoing policies of all domains are merged; the strictest wins.
+    example.net. Outgoing policies of all domains are merged; the strictest wins. The work
+    is :mod:`postwarden.admin.tls_policies`'s, shared with the web console.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 
+from postwarden.admin import tls_policies
 from postwarden.cli import _settings
 from postwarden.cli._command import Command, actions
-from postwarden.cli._env import BadInput, Environment, ExitStatus, table
-from postwarden.settings.model import Settings, TlsPolicy
-from postwarden.settings.schema import Domain
+from postwarden.cli._env import Environment, ExitStatus, table
 
 
 def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -50,121 +49,69 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     )
     deleting = add("delete", "delete a TLS policy")
     deleting.add_argument("title", metavar="T")
+    for sub in (adding, editing, deleting):
+        _settings.add_dry_run(sub)
     for sub in (listing, adding, editing, deleting):
-        sub.add_argument("--domain", metavar="D", help="the hosted domain (default: the primary)")
+        _settings.add_domain_option(sub)
 
 
-def _partners(env: Environment, values: list[str]) -> tuple[str, ...]:
-    kind, found, problems = Domain(allow_dot=True), [], []
-    for token in _settings.tokens(values, env):
-        try:
-            found.append(kind.from_text(token))
-        except ValueError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise BadInput("; ".join(problems) + "; nothing was changed")
-    return tuple(dict.fromkeys(found))
-
-
-def level(policy: TlsPolicy) -> str:
-    """What the policy means to Postfix."""
-    if policy.target == "incoming":
-        return "TLS required from them"
-    return "verify" if policy.trusted_ca or policy.hostname_match else "encrypt"
-
-
-def _as_data(policy: TlsPolicy) -> dict[str, object]:
-    return {
-        "title": policy.title,
-        "target": policy.target,
-        "trusted_ca": policy.trusted_ca,
-        "hostname_match": policy.hostname_match,
-        "level": level(policy),
-        "partners": list(policy.partners),
-    }
-
-
-def _find(policies: tuple[TlsPolicy, ...], title: str, domain: str) -> int:
-    for index, policy in enumerate(policies):
-        if policy.title == title:
-            return index
-    raise BadInput(f"{domain} has no TLS policy titled {title!r}")
-
-
-def _change(env: Environment, args: argparse.Namespace) -> TlsPolicy | None:
-    """Build the edited/added policy inside the locked edit; returns it for the report."""
-    result: list[TlsPolicy | None] = [None]
-    given = getattr(args, "partners", None)
-    partners = _partners(env, given) if given else None
-
-    def change(settings: Settings) -> Settings:
-        domain = _settings.selected_domain(settings, args.domain)
-        block, _ = _settings.own_block(settings, domain)
-        policies = list(block.tls_policies)
-        if args.action == "add":
-            if any(p.title == args.title for p in policies):
-                raise BadInput(f"{domain} already has a TLS policy titled {args.title!r}")
-            policy = TlsPolicy(
-                title=args.title,
-                target=args.target,
-                trusted_ca=args.trusted_ca,
-                hostname_match=args.hostname_match,
-                partners=partners or (),
+def _list(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    view, found = tls_policies.policies(_settings.admin(env), args.domain)
+    rows = [tls_policies.as_data(p) for p in found]
+    env.emit(
+        {"domain": view.domain, "settings_from": view.governing, "policies": rows},
+        lambda: (
+            table(
+                [
+                    [
+                        str(r["title"]),
+                        str(r["target"]),
+                        str(r["level"]),
+                        ", ".join(r["partners"]),  # type: ignore[arg-type]
+                    ]
+                    for r in rows
+                ],
+                ["TITLE", "TARGET", "LEVEL", "PARTNERS"],
             )
-            policies.append(policy)
-        elif args.action == "edit":
-            index = _find(block.tls_policies, args.title, domain)
-            changes = {
-                name: value
-                for name, value in (
-                    ("title", args.new_title),
-                    ("target", args.target),
-                    ("trusted_ca", args.trusted_ca),
-                    ("hostname_match", args.hostname_match),
-                    ("partners", partners),
-                )
-                if value is not None
-            }
-            policy = policies[index] = replace(policies[index], **changes)
-        else:
-            policy = policies.pop(_find(block.tls_policies, args.title, domain))
-        result[0] = policy
-        return _settings.with_block(settings, domain, replace(block, tls_policies=tuple(policies)))
-
-    _settings.edit(env, change)
-    return result[0]
+            or f"{view.domain}: no TLS policies"
+        ),
+    )
+    return ExitStatus.OK
 
 
 def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
     if args.action == "list":
-        settings = _settings.load(env).settings
-        domain = _settings.selected_domain(settings, args.domain)
-        block, _ = _settings.own_block(settings, domain)
-        rows = [_as_data(p) for p in block.tls_policies]
-        env.emit(
-            {"domain": domain, "policies": rows},
-            lambda: (
-                table(
-                    [
-                        [
-                            str(r["title"]),
-                            str(r["target"]),
-                            str(r["level"]),
-                            ", ".join(r["partners"]),
-                        ]
-                        for r in rows
-                    ],  # type: ignore[arg-type]
-                    ["TITLE", "TARGET", "LEVEL", "PARTNERS"],
-                )
-                or f"{domain}: no TLS policies"
-            ),
+        return _list(env, args)
+    admin = _settings.admin(env, args)
+    if args.action == "add":
+        change, policy = tls_policies.add(
+            admin,
+            args.domain,
+            title=args.title,
+            target=args.target,
+            partners=_settings.tokens(args.partners, env),
+            trusted_ca=args.trusted_ca,
+            hostname_match=args.hostname_match,
         )
-        return ExitStatus.OK
-    policy = _change(env, args)
-    assert policy is not None
+    elif args.action == "edit":
+        change, policy = tls_policies.edit(
+            admin,
+            args.domain,
+            args.title,
+            title=args.new_title,
+            target=args.target,
+            trusted_ca=args.trusted_ca,
+            hostname_match=args.hostname_match,
+            partners=_settings.tokens(args.partners, env) if args.partners else None,
+        )
+    else:
+        change, policy = tls_policies.delete(admin, args.domain, args.title)
     verb = {"add": "added", "edit": "changed", "delete": "deleted"}[args.action]
-    env.emit(
-        {"action": args.action, "policy": _as_data(policy)}, f"TLS policy {policy.title!r} {verb}"
+    _settings.report(
+        env,
+        change,
+        {"domain": change.domain, "action": args.action, "policy": tls_policies.as_data(policy)},
+        f"{change.domain}: TLS policy {policy.title!r} {verb}",
     )
     return ExitStatus.OK
 

@@ -88,11 +88,14 @@ def create_settings(path: Path, settings: Settings) -> Loaded:
     return loaded
 
 
-def edit_settings(path: Path, change: Callable[[Settings], Settings]) -> EditResult:
+def edit_settings(
+    path: Path, change: Callable[[Settings], Settings], *, dry_run: bool = False
+) -> EditResult:
     """Apply *change* to the settings at *path* atomically; see the module description.
 
     *change* receives the current settings and returns the new ones; it may raise to refuse
-    the change, in which case nothing is written.
+    the change, in which case nothing is written. *dry_run* validates and reports the change
+    the same way but writes nothing.
     """
     with _locked(path):
         current = read_settings(path)
@@ -105,6 +108,8 @@ def edit_settings(path: Path, change: Callable[[Settings], Settings]) -> EditRes
             raise SettingsInvalid([replace(f, line=0) for f in exc.findings]) from None
         if loaded.digest == current.digest:
             return EditResult(current, loaded, changed=False)
+        if dry_run:
+            return EditResult(current, loaded, changed=True)
         _replace(path, text.encode())
         return EditResult(current, loaded, changed=True)
 

@@ -20,6 +20,7 @@ def test_commands_are_recorded_newest_first(cli: Cli, monkeypatch: object) -> No
     assert [(r["user"], r["source"], r["command"]) for r in rows] == [
         ("alice", "command", "postwarden allow add 198.51.100.0/24"),
         (rows[1]["user"], "command", "postwarden block add 192.0.2.1 --note 'spam run'"),
+        (rows[1]["user"], "command", "postwarden init example.com"),
     ]
     assert "+    - 198.51.100.0/24" in rows[0]["diff"]
     assert rows[1]["after"] == rows[0]["before"]
@@ -28,5 +29,5 @@ def test_commands_are_recorded_newest_first(cli: Cli, monkeypatch: object) -> No
 
 
 def test_no_history_yet(cli: Cli) -> None:
-    cli.ok("init", "example.com")
+    cli.settings.write_text("version: 1\nprimary_domain: example.com\n")
     assert cli.ok("history").out.strip() == "no settings changes recorded"

@@ -5,7 +5,12 @@ runs inside the transaction that also sets the new version, so a failed step lea
 database as it was.
 """
 
-from postwarden.settings.migrations import v1_initial, v2_unknown_recipients, v3_audit
+from postwarden.settings.migrations import (
+    v1_initial,
+    v2_unknown_recipients,
+    v3_audit,
+    v4_web_console,
+)
 
-MIGRATIONS = (v1_initial, v2_unknown_recipients, v3_audit)
+MIGRATIONS = (v1_initial, v2_unknown_recipients, v3_audit, v4_web_console)
 LATEST = MIGRATIONS[-1].VERSION

@@ -1,0 +1,150 @@
+"""The one edit path: select, copy the parent's block, change, validate, write, audit.
+
+Description:
+    :func:`edit_domain` changes one hosted domain's block; :func:`edit_server` changes
+    server-wide settings (routes, the hosted domains) and is for server administrators only.
+    Both run the change inside the settings store's locked read-modify-write
+    (:func:`postwarden.settings.store.edit_settings`), so a change computed from stale
+    settings is impossible and a refused change writes nothing.
+
+    The :class:`Change` they return says what happened in words both front ends show: which
+    domain changed, whether its block was first copied from a parent, the warnings this edit
+    introduced (not the ones the file had already: those are ``check``'s), and under
+    ``dry_run`` the diff and the decisions that would differ (:mod:`~postwarden.admin.preview`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from postwarden.admin import scope, trail
+from postwarden.admin.preview import DecisionChange, compare
+from postwarden.admin.session import Admin
+from postwarden.settings import audit
+from postwarden.settings.load import dump
+from postwarden.settings.model import DomainBlock, Settings
+from postwarden.settings.store import EditResult, edit_settings
+
+BlockChange = Callable[[DomainBlock, str, Settings], DomainBlock]
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one edit did (or, under dry run, would do)."""
+
+    domain: str | None  # the domain whose block changed; None for server-wide settings
+    changed: bool
+    copied_from: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    diff: str = ""
+    decisions: list[DecisionChange] = field(default_factory=list)
+    decisions_truncated: bool = False
+
+    def notes(self) -> list[str]:
+        """Remarks for the administrator, in the order they matter."""
+        notes = []
+        if self.copied_from and self.changed:
+            verb = "would now have" if self.dry_run else "now has"
+            notes.append(f"{self.domain} {verb} its own settings, copied from {self.copied_from}")
+        notes.extend(self.warnings)
+        return notes
+
+    def as_data(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "domain": self.domain,
+            "changed": self.changed,
+            "copied_from": self.copied_from if self.changed else None,
+            "warnings": self.warnings,
+        }
+        if self.dry_run:
+            data["dry_run"] = {
+                "diff": self.diff,
+                "decisions": [vars(d) for d in self.decisions],
+                "decisions_truncated": self.decisions_truncated,
+            }
+        return data
+
+
+def edit_domain(
+    admin: Admin,
+    requested: str | None,
+    change: BlockChange,
+    *,
+    warn: Callable[[DomainBlock, str, Settings], list[str]] | None = None,
+) -> Change:
+    """Change the block of the domain *requested* names (see :func:`scope.select`).
+
+    *change* gets the domain's own block (a copy of its parent's if it had none), the domain
+    and the whole settings; it returns the new block or raises to refuse. *warn* may add
+    warnings of its own about the new block (e.g. entries that can never apply).
+    """
+    picked: dict[str, object] = {}
+
+    def apply(settings: Settings) -> Settings:
+        domain = scope.select(settings, admin.actor, requested)
+        block, copied = scope.own_block(settings, domain)
+        new_block = change(block, domain, settings)
+        picked.update(domain=domain, copied=copied)
+        if warn is not None:
+            picked["warnings"] = warn(new_block, domain, settings)
+        return scope.with_block(settings, domain, new_block)
+
+    result, found = _run(admin, apply)
+    extra = picked.get("warnings") or []
+    assert isinstance(extra, list)
+    return _finish(admin, result, found, str(picked["domain"]), picked["copied"], extra)  # type: ignore[arg-type]
+
+
+def edit_server(admin: Admin, what: str, change: Callable[[Settings], Settings]) -> Change:
+    """Change server-wide settings (*what* names them in a refusal to a domain administrator)."""
+    admin.actor.require_server_admin(what)
+    result, found = _run(admin, change)
+    return _finish(admin, result, found, None, None, [])
+
+
+def _run(
+    admin: Admin, change: Callable[[Settings], Settings]
+) -> tuple[EditResult, trail.FileState | None]:
+    found: list[trail.FileState] = []
+
+    def apply(settings: Settings) -> Settings:
+        new = change(settings)
+        # Under the lock: the file as this change found it (for a hand edit before it).
+        found.append(trail.file_state(admin, ""))
+        return new
+
+    result = edit_settings(admin.settings_path, apply, dry_run=admin.dry_run)
+    return result, (found[0] if found else None)
+
+
+def _finish(
+    admin: Admin,
+    result: EditResult,
+    found: trail.FileState | None,
+    domain: str | None,
+    copied: str | None,
+    extra: list[str],
+) -> Change:
+    before = {(f.setting, f.message) for f in result.before.warnings}
+    warnings = [str(f) for f in result.after.warnings if (f.setting, f.message) not in before]
+    warnings += [f"warning: {w}" for w in extra]
+    if admin.dry_run:
+        preview = compare(result.before.settings, result.after.settings)
+        return Change(
+            domain,
+            result.changed,
+            copied,
+            warnings,
+            dry_run=True,
+            diff=audit.text_diff(dump(result.before.settings), dump(result.after.settings)),
+            decisions=preview.changes,
+            decisions_truncated=preview.truncated,
+        )
+    if result.changed and found is not None:
+        found = trail.FileState(result.before.digest, found.owner, found.mtime)
+        problem = trail.record_change(admin, result.before, result.after, found, domain)
+        if problem:
+            warnings.append(problem)
+    return Change(domain, result.changed, copied, warnings)
