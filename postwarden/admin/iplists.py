@@ -138,9 +138,7 @@ def delete(admin: Admin, domain: str | None, field: str, texts: list[str]) -> De
         present = {entry.range for entry in current}
         missing = [r.to_text() for r in doomed_ranges if r not in present]
         if missing:
-            raise BadInput(
-                f"not in {field} of {name}: {', '.join(missing)}; {parse.UNCHANGED}"
-            )
+            raise BadInput(f"not in {field} of {name}: {', '.join(missing)}; {parse.UNCHANGED}")
         doomed = set(doomed_ranges)
         removed[:] = [e.text for e in current if e.range in doomed]
         kept = tuple(e for e in current if e.range not in doomed)

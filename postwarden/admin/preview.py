@@ -127,9 +127,9 @@ def compare(before: Settings, after: Settings) -> Preview:
     truncated = False
     for domain, clients, senders in _questions(old, new):
         if len(clients) > MAX_PROBES:
-            clients, truncated = clients[:MAX_PROBES], True
+            truncated = True
         recipient = f"postmaster@{domain}"
-        for client, sender in itertools.product(clients, senders):
+        for client, sender in itertools.product(clients[:MAX_PROBES], senders):
             facts = Facts(client, sender, recipient)
             was, will = decide_recipient(old, facts), decide_recipient(new, facts)
             if (was.verdict, was.rule, was.action) != (will.verdict, will.rule, will.action):

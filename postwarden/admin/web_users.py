@@ -35,6 +35,7 @@ import argon2
 from postwarden.admin import scope, trail
 from postwarden.admin.errors import BadInput, NotFound
 from postwarden.admin.session import Actor, Admin
+from postwarden.errors import PostwardenError
 from postwarden.settings.state import StateDB, transaction
 
 ROLES = ("admin", "domain-admin")
@@ -58,7 +59,9 @@ class WebUser:
     last_login: float | None
 
     def actor(self, command: str = "") -> Actor:
-        return Actor(self.name, "web", command, self.domain if self.role == "domain-admin" else None)
+        return Actor(
+            self.name, "web", command, self.domain if self.role == "domain-admin" else None
+        )
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class LoginRefused(BadInput):
     """Wrong user name or password, or the account is locked for a while."""
 
 
-_COLUMNS = "name, role, domain, created, failures, locked_until, last_login"
+_SELECT = "SELECT name, role, domain, created, failures, locked_until, last_login FROM web_users"
 
 
 def _check_name(name: str) -> str:
@@ -108,7 +111,7 @@ def _role(role: str, domain: str | None, admin: Admin) -> str | None:
 
 
 def _get(db: StateDB, name: str) -> WebUser | None:
-    row = db.conn.execute(f"SELECT {_COLUMNS} FROM web_users WHERE name = ?", (name,)).fetchone()
+    row = db.conn.execute(_SELECT + " WHERE name = ?", (name,)).fetchone()
     return WebUser(*row) if row else None
 
 
@@ -119,7 +122,7 @@ def _event(admin: Admin, what: str) -> None:
 def _digest(admin: Admin) -> str:
     try:
         return admin.read().digest
-    except Exception:  # noqa: BLE001 - the trail must record a login even with a bad file
+    except (PostwardenError, OSError):  # the trail records a login even with a bad file
         return ""
 
 
@@ -148,7 +151,7 @@ def listing(admin: Admin) -> list[WebUser]:
     with admin.state(create=False) as db:
         if db is None:
             return []
-        rows = db.conn.execute(f"SELECT {_COLUMNS} FROM web_users ORDER BY name").fetchall()
+        rows = db.conn.execute(_SELECT + " ORDER BY name").fetchall()
     return [WebUser(*row) for row in rows]
 
 
@@ -202,12 +205,12 @@ def login(admin: Admin, name: str, password: str, client: str) -> WebSession:
             outcome = _verify(db, name, row[0], password, now)
         if outcome == "ok":
             session = _new_session(db, name, now)
-    who = Admin(admin.settings_path, admin.state_dir, Actor(name[:64], "web", f"login from {client}"))
+    who = Admin(
+        admin.settings_path, admin.state_dir, Actor(name[:64], "web", f"login from {client}")
+    )
     if outcome != "ok":
         _event(who, f"web login refused for {name[:64]!r} from {client}: {outcome}")
-        raise LoginRefused(
-            "wrong user name or password, or the account is locked for a while"
-        )
+        raise LoginRefused("wrong user name or password, or the account is locked for a while")
     _event(who, f"web login of {name!r} from {client}")
     return session
 
@@ -217,9 +220,7 @@ def _verify(db: StateDB, name: str, hashed: str, password: str, now: float) -> s
         _hasher.verify(hashed, password)
     except argon2.exceptions.VerificationError:
         with transaction(db.conn):
-            db.conn.execute(
-                "UPDATE web_users SET failures = failures + 1 WHERE name = ?", (name,)
-            )
+            db.conn.execute("UPDATE web_users SET failures = failures + 1 WHERE name = ?", (name,))
             failures = db.conn.execute(
                 "SELECT failures FROM web_users WHERE name = ?", (name,)
             ).fetchone()[0]
@@ -228,7 +229,7 @@ def _verify(db: StateDB, name: str, hashed: str, password: str, now: float) -> s
                     "UPDATE web_users SET failures = 0, locked_until = ? WHERE name = ?",
                     (now + LOCKOUT, name),
                 )
-                return f"wrong password ({failures} in a row): account locked for {LOCKOUT // 60} minutes"
+                return f"wrong password ({failures} in a row): locked for {LOCKOUT // 60} min"
         return f"wrong password ({failures} in a row)"
     except argon2.exceptions.InvalidHashError:
         return "stored hash unreadable"

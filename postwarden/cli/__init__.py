@@ -31,6 +31,7 @@ from postwarden.cli import (
     spam_rule,
     status,
     tls,
+    web_user,
 )
 from postwarden.cli._command import Command
 from postwarden.cli._env import Environment, ExitStatus
@@ -53,6 +54,7 @@ COMMANDS: tuple[Command, ...] = (
     history.COMMAND,
     status.COMMAND,
     postfix_config.COMMAND,
+    web_user.COMMAND,
 )
 
 

@@ -83,7 +83,12 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
 
 
 def _record_data(rec: dkim.Record) -> dict[str, Any]:
-    return {"host": rec.host, "txt": rec.txt, "txt_strings": rec.strings, "zone_line": rec.zone_line}
+    return {
+        "host": rec.host,
+        "txt": rec.txt,
+        "txt_strings": rec.strings,
+        "zone_line": rec.zone_line,
+    }
 
 
 def _record_text(data: dict[str, Any]) -> str:
@@ -107,8 +112,7 @@ def _new_key(env: Environment, new: dkim.NewKey, verb: str) -> ExitStatus:
         **_record_data(new.record),
     }
     keeps = (
-        f"{domain} keeps signing with selector {new.active_selector!r} until this one"
-        " verifies.\n"
+        f"{domain} keeps signing with selector {new.active_selector!r} until this one verifies.\n"
         if new.active_selector
         else ""
     )

@@ -52,9 +52,7 @@ def _text(domain: str, gw: Gateway) -> str:
 def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
     if args.action == "show":
         view, gw = gateway.show(_settings.admin(env), args.domain)
-        env.emit(
-            {"domain": view.domain, **gateway.as_data(gw)}, lambda: _text(view.domain, gw)
-        )
+        env.emit({"domain": view.domain, **gateway.as_data(gw)}, lambda: _text(view.domain, gw))
         return ExitStatus.OK
     switches = {
         name: Bool().from_text(getattr(args, name))

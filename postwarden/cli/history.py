@@ -1,7 +1,10 @@
 """``postwarden history [--limit N] [--diff]``: the audit trail of settings changes.
 
-Newest first: when, who (the user behind sudo for commands), how (a ``postwarden`` command,
-or the file edited some other way, noticed by the policy daemon) and what changed.
+Newest first: when, who (the user behind sudo for commands, the web user for the console),
+how (a ``postwarden`` command, a web console action, or the file edited some other way,
+noticed by the policy daemon or the next command, at the file's modification time) and what
+changed: a diff of the settings, or for what is not a settings edit (DKIM keys, web users,
+logins) what happened.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
 
 
 def _summary(diff: str) -> str:
+    if not diff.startswith("---"):  # an event, not a settings diff: say what happened
+        return diff.strip().replace("\n", "; ")
     added = sum(1 for x in diff.splitlines() if x.startswith("+") and not x.startswith("+++"))
     removed = sum(1 for x in diff.splitlines() if x.startswith("-") and not x.startswith("---"))
     return f"+{added} -{removed} lines"
@@ -58,7 +63,7 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
             return "no settings changes recorded"
         lines = []
         for row in data:
-            what = row["command"] if row["source"] == "command" else "the file was edited"
+            what = "the file was edited" if row["source"] == "file" else row["command"]
             lines.append(f"{row['time']}  {row['user']:<10} {what}  ({_summary(row['diff'])})")
             if args.diff:
                 lines.extend("    " + x for x in row["diff"].splitlines())

@@ -50,7 +50,12 @@ def _delete(env: Environment, args: argparse.Namespace, field: str) -> ExitStatu
     _settings.report(
         env,
         change,
-        {"domain": change.domain, "list": field, "deleted": done.deleted, "changed": change.changed},
+        {
+            "domain": change.domain,
+            "list": field,
+            "deleted": done.deleted,
+            "changed": change.changed,
+        },
         f"{change.domain} {field}: {len(done.deleted)} deleted",
     )
     return ExitStatus.OK
@@ -66,9 +71,7 @@ def _list(env: Environment, args: argparse.Namespace, field: str) -> ExitStatus:
     for row in found.rows:
         data: dict[str, object] = {"entry": row.entry, "note": row.note}
         if history:
-            data.update(
-                last_blocked=row.last_blocked_text, blocks=row.blocks, clients=row.clients
-            )
+            data.update(last_blocked=row.last_blocked_text, blocks=row.blocks, clients=row.clients)
         rows.append(data)
     headers = ["ENTRY", "NOTE", *(["LAST BLOCKED", "BLOCKS"] if history else [])]
     env.emit(

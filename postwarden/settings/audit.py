@@ -125,6 +125,13 @@ class FileChanges:
         except (KeyError, OSError):
             return "unknown"
 
+    def _mtime(self) -> float | None:
+        """When the file was changed: its modification time, not when we noticed."""
+        try:
+            return self.settings_path.stat().st_mtime
+        except OSError:
+            return None
+
     def noticed(
         self, old: Settings | None, old_digest: str, new: Settings, new_digest: str
     ) -> None:
@@ -169,6 +176,7 @@ class FileChanges:
                     before=old_digest,
                     after=new_digest,
                     diff=diff,
+                    when=self._mtime(),
                 )
         except (sqlite3.Error, OSError) as exc:
             log.error("settings change not recorded in the audit trail: %s", exc)
