@@ -1,0 +1,150 @@
+"""Is the product running as configured: daemons reachable and current, DKIM per domain.
+
+Description:
+    Each daemon records where it listens and which settings version it answers with (in the
+    state database); :func:`gather` probes those addresses with the daemons' own protocols
+    and compares the versions with the settings file. ``postwarden status`` and the web
+    console's status page show the same data. A domain administrator sees the DKIM state of
+    its own domains only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import socket
+import time
+from typing import Any
+
+from postwarden.admin import scope
+from postwarden.admin.session import Admin
+from postwarden.dkim.store import DkimKeys, KeyRow
+from postwarden.policyd.netstring import encode
+from postwarden.server import BadAddress, ListenAddress
+from postwarden.settings import daemon_status
+from postwarden.settings.load import Loaded, SettingsInvalid
+from postwarden.settings.state import StateDB
+
+PROBES = {
+    "policy": (b"request=smtpd_access_policy\nprotocol_state=CONNECT\n\n", b"action="),
+    "socketmap": (encode(b"tlspolicy status.postwarden.invalid"), b"NOTFOUND"),
+    "milter": (b"", b""),  # a TCP/unix connection is all a milter probe can be
+}
+
+
+def probe(address: str, kind: str, timeout: float) -> str | None:
+    """None when the daemon answered as expected, else what went wrong."""
+    try:
+        target = ListenAddress.parse(address)
+    except BadAddress as exc:
+        return str(exc)
+    request, expected = PROBES[kind]
+    family = (
+        socket.AF_UNIX
+        if target.path
+        else (socket.AF_INET6 if ":" in target.host else socket.AF_INET)
+    )
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(target.path or (target.host, target.port))
+            if not request:
+                return None
+            conn.sendall(request)
+            answer = conn.recv(4096)
+    except OSError as exc:
+        return f"{address}: {exc.strerror or exc}"
+    return None if expected in answer else f"{address}: unexpected answer {answer[:40]!r}"
+
+
+def _kinds(name: str, listening: str) -> list[tuple[str, str]]:
+    addresses = listening.split()
+    if name.endswith("policyd") and len(addresses) == 2:
+        return [("policy", addresses[0]), ("socketmap", addresses[1])]
+    return [("milter", address) for address in addresses]
+
+
+def ago(when: float) -> str:
+    seconds = int(time.time() - when)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _dkim(db: StateDB | None, domains: list[str]) -> list[dict[str, Any]]:
+    store = DkimKeys(db) if db is not None else None
+    result = []
+    for domain in domains:
+        keys: list[KeyRow] = store.for_domain(domain) if store else []
+        active = next((k for k in keys if k.status == "active"), None)
+        result.append(
+            {
+                "domain": domain,
+                "active": active.selector if active else None,
+                "algorithm": f"{active.algorithm} {active.bits}" if active else None,
+                "pending": [k.selector for k in keys if k.status == "pending"],
+            }
+        )
+    return result
+
+
+def _daemon_data(row: daemon_status.DaemonStatus, digest: str, timeout: float) -> dict[str, Any]:
+    problems = [
+        p
+        for kind, address in _kinds(row.name, row.listening)
+        if (p := probe(address, kind, timeout))
+    ]
+    return {
+        "name": row.name,
+        "pid": row.pid,
+        "listening": row.listening,
+        "reachable": not problems,
+        "problems": problems,
+        "settings_current": row.digest == digest,
+        "settings_loaded": _iso(row.loaded),
+        "snapshot_age_seconds": round(time.time() - row.loaded),
+        "up_since": _iso(row.started),
+    }
+
+
+def _iso(when: float) -> str:
+    return datetime.datetime.fromtimestamp(when).astimezone().isoformat(timespec="seconds")
+
+
+def gather(admin: Admin, timeout: float) -> tuple[dict[str, Any], list[daemon_status.DaemonStatus]]:
+    """The status data (as ``status --json`` shows it) and the daemons' rows."""
+    try:
+        loaded: Loaded | None = admin.read()
+        problems: list[str] = []
+    except SettingsInvalid as exc:  # status must still say what the daemons are doing
+        loaded, problems = None, [str(f) for f in exc.findings if not f.warning]
+    digest = (
+        loaded.digest if loaded else hashlib.sha256(admin.settings_path.read_bytes()).hexdigest()
+    )
+    domains = scope.visible_domains(loaded.settings, admin.actor) if loaded else []
+    rows: list[daemon_status.DaemonStatus] = []
+    with contextlib.ExitStack() as stack:
+        db = stack.enter_context(admin.state(create=False))
+        if db is not None:
+            rows = daemon_status.read_all(db)
+        dkim = _dkim(db, domains)
+    daemons = [_daemon_data(row, digest, timeout) for row in rows]
+    healthy = (
+        not problems
+        and bool(daemons)
+        and all(d["reachable"] and d["settings_current"] for d in daemons)
+    )
+    data = {
+        "settings": str(admin.settings_path),
+        "digest": digest,
+        "valid": not problems,
+        "problems": problems,
+        "domains": len(domains),
+        "primary_domain": loaded.settings.primary_domain if loaded else None,
+        "daemons": daemons,
+        "dkim": dkim,
+        "healthy": healthy,
+    }
+    return data, rows
