@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import datetime
 
+from postwarden.admin import history
+from postwarden.cli import _settings
 from postwarden.cli._command import Command
 from postwarden.cli._env import Environment, ExitStatus
-from postwarden.settings import audit
-from postwarden.settings.state import FILENAME, StateDB
-from postwarden.util.privileges import as_owner_of
 
 
 def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -30,19 +29,8 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     parser.add_argument("--diff", action="store_true", help="show what changed")
 
 
-def _summary(diff: str) -> str:
-    if not diff.startswith("---"):  # an event, not a settings diff: say what happened
-        return diff.strip().replace("\n", "; ")
-    added = sum(1 for x in diff.splitlines() if x.startswith("+") and not x.startswith("+++"))
-    removed = sum(1 for x in diff.splitlines() if x.startswith("-") and not x.startswith("---"))
-    return f"+{added} -{removed} lines"
-
-
 def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
-    rows: list[audit.AuditEntry] = []
-    if (env.state_dir / FILENAME).exists():
-        with as_owner_of(env.state_dir), StateDB.open(env.state_dir) as db:
-            rows = list(audit.entries(db, max(args.limit, 1)))
+    rows = history.entries(_settings.admin(env), max(args.limit, 1))
     data = [
         {
             "time": datetime.datetime.fromtimestamp(r.time)
@@ -64,7 +52,9 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
         lines = []
         for row in data:
             what = "the file was edited" if row["source"] == "file" else row["command"]
-            lines.append(f"{row['time']}  {row['user']:<10} {what}  ({_summary(row['diff'])})")
+            lines.append(
+                f"{row['time']}  {row['user']:<10} {what}  ({history.summary(row['diff'])})"
+            )
             if args.diff:
                 lines.extend("    " + x for x in row["diff"].splitlines())
         return "\n".join(lines)
