@@ -117,7 +117,9 @@ def edit_settings(
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    # Read-only is enough for flock; group-readable so the web console (the service user, in
+    # the directory's group) shares the lock with root's commands.
+    fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o640)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

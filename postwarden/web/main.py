@@ -23,9 +23,11 @@ Security:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +39,7 @@ from postwarden.errors import PostwardenError
 from postwarden.server import BadAddress, ListenAddress
 from postwarden.settings import paths
 from postwarden.settings.store import read_settings
+from postwarden.util import sdnotify
 from postwarden.web.app import create_app
 from postwarden.web.render import WebConfig
 
@@ -142,7 +145,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() == 0:
         logger.warning("running as root: run postwarden-web as the service user instead")
     logger.info("listening on %s%s", args.listen, " (TLS)" if args.tls_cert else "")
-    uvicorn.Server(config).run()
+    return asyncio.run(_serve(uvicorn.Server(config), args.listen))
+
+
+async def _serve(server: uvicorn.Server, where: str) -> int:
+    """Run uvicorn; tell systemd when it listens, and ping its watchdog from the loop."""
+    loop = asyncio.get_running_loop()
+    # systemctl reload: nothing to re-read (every page reads the store), but never die of it.
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: logger.info("reload: nothing to do, pages read the store")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            await task
+            return 1  # it could not listen; uvicorn logged why
+        await asyncio.sleep(0.05)
+    sdnotify.notify("READY=1", f"STATUS=serving on {where}")
+    interval = sdnotify.watchdog_interval()
+    while not task.done():
+        if interval:
+            sdnotify.notify("WATCHDOG=1")
+        await asyncio.wait({task}, timeout=interval or 3600)
+    sdnotify.notify("STOPPING=1")
+    await task
     return 0
 
 
