@@ -8,13 +8,20 @@ from starlette.responses import Response
 
 from postwarden.admin import scope
 from postwarden.admin.edit import Change
+from postwarden.admin.errors import Forbidden, NotFound
 from postwarden.errors import PostwardenError
 from postwarden.settings.load import SettingsInvalid
 from postwarden.web.render import Ctx
 
 
 def refusal(exc: PostwardenError) -> str:
-    """The text of a refused change, as the command line would print it."""
+    """The text of a refused change, as the command line would print it.
+
+    Not for a domain the user may not reach or a setting it may only read: those are raised
+    again, for the handler's 404 and 403 pages.
+    """
+    if isinstance(exc, NotFound | Forbidden):
+        raise exc
     if isinstance(exc, SettingsInvalid):
         problems = [str(f) for f in exc.findings if not f.warning]
         return "\n".join(["The change was refused; nothing was changed:", *problems])
