@@ -12,7 +12,9 @@ Description:
     - that smtp-sink on 127.0.0.1:10026 (the example's "archive" route), which writes what it
       receives to ``run/sink``;
     - a DKIM key for example.com, made active without a DNS check (a demonstration: a
-      real installation runs ``postwarden dkim verify``).
+      real installation runs ``postwarden dkim verify``);
+    - postwarden-web on http://127.0.0.1:10045/ (loopback) with a demo server administrator
+      ``admin`` whose password is made anew each run and printed.
 
     It prints three swaks commands to try and where to look, and stops everything on Ctrl-C.
     Postfix needs root; without it only the daemons start. This is a demonstration, not
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -41,6 +44,9 @@ EXAMPLE = ROOT / "postfix-conf" / "settings.example.yaml"
 POLICY, SOCKETMAP = "inet:127.0.0.1:10040", "inet:127.0.0.1:10041"
 MILTER = "inet:127.0.0.1:10042"
 MX, SUBMISSION, SINK = 2525, 2587, 10026
+WEB = "inet:127.0.0.1:10045"
+WEB_URL = "http://127.0.0.1:10045/"
+DEMO_ADMIN = "admin"
 CLI = [sys.executable, "-m", "postwarden.cli"]
 
 MASTER_CF = """\
@@ -195,6 +201,29 @@ def _daemons(settings: Path, state: Path) -> list[Process]:
     ]
 
 
+def _console(settings: Path, state: Path) -> tuple[Process, str]:
+    """postwarden-web on loopback, with the demo administrator's password set anew."""
+    password = secrets.token_urlsafe(12)
+    common = [*CLI, "--settings", str(settings), "--state-dir", str(state), "web-user"]
+    exists = (
+        DEMO_ADMIN
+        in subprocess.run(
+            [*common, "list"], capture_output=True, text=True, check=False
+        ).stdout.split()
+    )
+    action = ["passwd", DEMO_ADMIN] if exists else ["add", DEMO_ADMIN, "--role", "admin"]
+    subprocess.run(
+        [*common, *action, "--password-file", "-"],
+        input=password,
+        text=True,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    argv = [sys.executable, "-m", "postwarden.web.main", "--settings", str(settings)]
+    argv += ["--state-dir", str(state), "--listen", WEB]
+    return _spawn("postwarden-web", argv), password
+
+
 def _sink() -> Process:
     dumps = RUN / "sink"
     dumps.mkdir(exist_ok=True)
@@ -230,10 +259,11 @@ def _wire(settings: Path, base: Path) -> None:
     _postfix(base, "reload")
 
 
-def _tell(settings: Path, state: Path, with_postfix: bool) -> None:
+def _tell(settings: Path, state: Path, with_postfix: bool, password: str) -> None:
     pw = f".venv/bin/postwarden --settings {settings} --state-dir {state}"
     print(f"\nsettings: {settings}\nstate:    {state}")
     print(f"policyd on {POLICY} and {SOCKETMAP}, milter on {MILTER}")
+    print(f"web console: {WEB_URL}  user: {DEMO_ADMIN}  password: {password}")
     if with_postfix:
         mailbox = RUN / "postfix" / "mail" / "example.com" / "bob" / "new"
         print(
@@ -280,6 +310,8 @@ def main() -> int:
     base = RUN / "postfix"
     root = os.geteuid() == 0
     processes = _daemons(settings, state)
+    console, password = _console(settings, state)
+    processes.append(console)
     stop = False
 
     def request_stop(*_: object) -> None:
@@ -295,7 +327,7 @@ def main() -> int:
             with_postfix = _start_postfix(base)
             if with_postfix:
                 _wire(settings, base)
-        _tell(settings, state, with_postfix)
+        _tell(settings, state, with_postfix, password)
         while not stop:
             for entry in processes:
                 if entry.process.poll() is not None:

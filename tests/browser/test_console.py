@@ -97,9 +97,7 @@ def test_log_in_and_add_a_batch_of_blocked_ips_with_a_note(page: Page, stack: St
     )
     page.get_by_label("Note (kept with each entry)").fill("spam run <b>42</b>")
     page.get_by_role("button", name="Add", exact=True).click()
-    expect(page.get_by_role("status").first).to_contain_text(
-        "example.com blocked_ips: 3 added"
-    )
+    expect(page.get_by_role("status").first).to_contain_text("example.com blocked_ips: 3 added")
     assert entries(page) == ["198.51.100.0/24", "203.0.113.7", "203.0.113.8", "2001:db8:bad::/48"]
     expect(page.locator("tr", has_text="203.0.113.8")).to_contain_text("spam run <b>42</b>")
     listed = stack.installation.cli_json("block", "list")["entries"]
@@ -227,9 +225,11 @@ def test_give_a_subdomain_its_own_settings(page: Page, stack: Stack) -> None:
 
 def test_a_domain_administrator_cannot_reach_another_domain(page: Page, stack: Stack) -> None:
     log_in(page, stack, "sam")
-    options = page.locator("#domain-switch option").all_inner_texts() if page.locator(
-        "#domain-switch"
-    ).count() else []
+    options = (
+        page.locator("#domain-switch option").all_inner_texts()
+        if page.locator("#domain-switch").count()
+        else []
+    )
     assert "customer.example" not in page.content() and "customer.example" not in options
     for path in ("/d/customer.example/blocked", "/d/customer.example/dkim", "/d/example.com/"):
         response = page.goto(stack.console.url + path)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.postfix
@@ -51,6 +52,7 @@ def test_make_run_shows_the_three_outcomes(traversable_tmp: Path) -> None:
         assert "X-Postwarden-Trusted: allowed-ip" in delivered.read_text()
         (relayed,) = (run / "sink").rglob("*.*")
         assert "DKIM-Signature:" in relayed.read_text(errors="replace")
+        _log_in_to_the_console("".join(printed))
     finally:
         demo.send_signal(signal.SIGINT)  # Ctrl-C
         demo.communicate(timeout=30)
@@ -58,3 +60,19 @@ def test_make_run_shows_the_three_outcomes(traversable_tmp: Path) -> None:
         ["pgrep", "-f", str(traversable_tmp / "run")], capture_output=True, text=True, check=False
     ).stdout
     assert not leftover.strip(), f"still running: {leftover}"
+
+
+def _log_in_to_the_console(printed: str) -> None:
+    """The printed URL and credentials of the console work."""
+    found = re.search(r"web console: (\S+)  user: (\S+)  password: (\S+)", printed)
+    assert found, printed
+    url, user, password = found.groups()
+    with httpx.Client(base_url=url, follow_redirects=True, timeout=30) as client:
+        form = client.get("/login")
+        token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+        assert token
+        page = client.post(
+            "/login",
+            data={"login_token": token.group(1), "name": user, "password": password},
+        )
+    assert page.status_code == 200 and "Hosted domains" in page.text

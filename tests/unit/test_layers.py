@@ -12,6 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "postwarden"
 # module prefix -> postwarden prefixes it must not import
 FORBIDDEN = {
     "postwarden.util": [
+        "postwarden.admin",
+        "postwarden.web",
         "postwarden.settings",
         "postwarden.decision",
         "postwarden.cli",
@@ -20,6 +22,8 @@ FORBIDDEN = {
         "postwarden.postfix",
     ],
     "postwarden.settings": [
+        "postwarden.admin",
+        "postwarden.web",
         "postwarden.decision",
         "postwarden.cli",
         "postwarden.policyd",
@@ -30,6 +34,10 @@ FORBIDDEN = {
     "postwarden.postfix": ["postwarden.cli", "postwarden.policyd", "postwarden.milter"],
     "postwarden.policyd": ["postwarden.cli", "postwarden.milter"],
     "postwarden.milter": ["postwarden.cli", "postwarden.policyd"],
+    # One service layer under both front ends; neither front end imports the other.
+    "postwarden.admin": ["postwarden.cli", "postwarden.web", "postwarden.milter"],
+    "postwarden.web": ["postwarden.cli"],
+    "postwarden.cli": ["postwarden.web"],
 }
 
 
