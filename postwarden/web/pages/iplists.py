@@ -24,15 +24,21 @@ def _list_page(ctx: Ctx, tab: str, *, error: str = "", status: int = 200) -> Res
         page_number = max(1, int(query.get("page", "1")))
     except ValueError:
         page_number = 1
-    listing = iplists.listing(
-        ctx.admin(),
-        ctx.request.path_params["domain"],
-        field,
-        sort=sort or None,
-        offset=(page_number - 1) * PAGE_SIZE,
-        limit=PAGE_SIZE,
-    )
+    def one_page(number: int) -> iplists.Listing:
+        return iplists.listing(
+            ctx.admin(),
+            ctx.request.path_params["domain"],
+            field,
+            sort=sort or None,
+            offset=(number - 1) * PAGE_SIZE,
+            limit=PAGE_SIZE,
+        )
+
+    listing = one_page(page_number)
     pages = max(1, -(-listing.total // PAGE_SIZE))
+    if page_number > pages:  # past the end (entries were deleted): the last page
+        page_number = pages
+        listing = one_page(pages)
     return domain_page(
         ctx,
         tab,
@@ -44,7 +50,7 @@ def _list_page(ctx: Ctx, tab: str, *, error: str = "", status: int = 200) -> Res
         noun=noun,
         history=tab == "blocked",
         sort=sort,
-        page_number=min(page_number, pages),
+        page_number=page_number,
         pages=pages,
         limit=f"{MAX_LISTED_IPS:,}",
         entries_text=ctx.field("entries"),
