@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, replace
+from typing import Any
 
 from postwarden.admin import entries as parse
 from postwarden.admin import scope
@@ -98,7 +99,7 @@ def add(admin: Admin, domain: str | None, field: str, texts: list[str], note: st
                 outcome["updated"].append(entry.text)
             else:
                 outcome["unchanged"].append(current[index].text)
-        return replace(block, **{field: tuple(current)})
+        return replace(block, **_with(field, tuple(current)))
 
     def warn(_block: DomainBlock, _domain: str, settings: Settings) -> list[str]:
         if field != "blocked_ips":
@@ -142,7 +143,7 @@ def delete(admin: Admin, domain: str | None, field: str, texts: list[str]) -> De
         doomed = set(doomed_ranges)
         removed[:] = [e.text for e in current if e.range in doomed]
         kept = tuple(e for e in current if e.range not in doomed)
-        return replace(block, **{field: kept})
+        return replace(block, **_with(field, kept))
 
     return Deleted(edit_domain(admin, domain, change), removed)
 
@@ -184,3 +185,8 @@ def listing(
             else Row(entry.text, entry.note)
         )
     return Listing(view, field, rows, len(current))
+
+
+def _with(field: str, value: tuple[Any, ...]) -> dict[str, Any]:
+    """The keyword arguments that set one list of a block (for ``dataclasses.replace``)."""
+    return {field: value}

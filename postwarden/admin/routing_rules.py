@@ -12,6 +12,7 @@ Description:
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from postwarden.admin import scope
 from postwarden.admin.edit import Change, edit_domain
@@ -45,7 +46,7 @@ def add(admin: Admin, domain: str | None, rule: Rule) -> Change:
         current = getattr(block, field)
         if any(r.name == rule.name for r in current):
             raise BadInput(f"{where} already has an {direction} rule {rule.name!r}")
-        return replace(block, **{field: (*current, rule)})
+        return replace(block, **_with(field, (*current, rule)))
 
     return edit_domain(admin, domain, apply)
 
@@ -58,6 +59,11 @@ def delete(admin: Admin, domain: str | None, direction: str, name: str) -> Chang
         kept = tuple(r for r in current if r.name != name)
         if len(kept) == len(current):
             raise BadInput(f"{where} has no {direction} rule {name!r}")
-        return replace(block, **{field: kept})
+        return replace(block, **_with(field, kept))
 
     return edit_domain(admin, domain, apply)
+
+
+def _with(field: str, value: tuple[Any, ...]) -> dict[str, Any]:
+    """The keyword arguments that set one list of a block (for ``dataclasses.replace``)."""
+    return {field: value}

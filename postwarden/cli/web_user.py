@@ -20,6 +20,7 @@ import argparse
 import datetime
 import getpass
 from pathlib import Path
+from typing import Any
 
 from postwarden.admin import web_users
 from postwarden.cli import _settings
@@ -69,7 +70,7 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
     admin = _settings.admin(env)
     if args.action == "list":
         users = web_users.listing(admin)
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "name": u.name,
                 "role": u.role,

@@ -24,6 +24,7 @@ def _list_page(ctx: Ctx, tab: str, *, error: str = "", status: int = 200) -> Res
         page_number = max(1, int(query.get("page", "1")))
     except ValueError:
         page_number = 1
+
     def one_page(number: int) -> iplists.Listing:
         return iplists.listing(
             ctx.admin(),
