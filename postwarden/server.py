@@ -252,10 +252,13 @@ def _remove_stale_socket(path: str) -> None:
     os.unlink(path)
 
 
-def daemon_parser(program: str, description: str, *, metrics: str) -> argparse.ArgumentParser:
+def daemon_parser(
+    program: str, description: str, *, metrics: str | None
+) -> argparse.ArgumentParser:
     """The options every daemon takes: settings, state, metrics, logging, version.
 
-    Each daemon adds its listening addresses; ``metrics`` is its default /metrics address.
+    Each daemon adds its listening addresses; ``metrics`` is its default /metrics address
+    (None: it has none, as the web console).
     """
     parser = argparse.ArgumentParser(prog=program, description=description)
     parser.add_argument(
@@ -270,12 +273,13 @@ def daemon_parser(program: str, description: str, *, metrics: str) -> argparse.A
         default=paths.state_dir(None, os.environ),
         help="state directory (env POSTWARDEN_STATE_DIR; default %(default)s)",
     )
-    parser.add_argument(
-        "--metrics",
-        default=metrics,
-        metavar="ADDR",
-        help="Prometheus /metrics listener, or 'none' (default %(default)s)",
-    )
+    if metrics is not None:
+        parser.add_argument(
+            "--metrics",
+            default=metrics,
+            metavar="ADDR",
+            help="Prometheus /metrics listener, or 'none' (default %(default)s)",
+        )
     parser.add_argument("--syslog", action="store_true", help="log to syslog (mail facility)")
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]

@@ -34,10 +34,9 @@ from pathlib import Path
 
 import uvicorn
 
-from postwarden import __version__, log
+from postwarden import log
 from postwarden.errors import PostwardenError
-from postwarden.server import BadAddress, ListenAddress
-from postwarden.settings import paths
+from postwarden.server import BadAddress, ListenAddress, daemon_parser
 from postwarden.settings.store import read_settings
 from postwarden.util import sdnotify
 from postwarden.web.app import create_app
@@ -48,21 +47,10 @@ DEFAULT_LISTEN = "inet:127.0.0.1:10045"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="postwarden-web",
-        description="The postwarden web console: per-domain Send/Receive settings pages.",
-    )
-    parser.add_argument(
-        "--settings",
-        type=Path,
-        default=paths.settings_path(None, os.environ),
-        help="settings file (env POSTWARDEN_SETTINGS; default %(default)s)",
-    )
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=paths.state_dir(None, os.environ),
-        help="state directory (env POSTWARDEN_STATE_DIR; default %(default)s)",
+    parser = daemon_parser(
+        "postwarden-web",
+        "The postwarden web console: per-domain Send/Receive settings pages.",
+        metrics=None,
     )
     parser.add_argument(
         "--listen",
@@ -83,11 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help="ask this DNS server when authenticating DKIM keys (default: authoritative)",
     )
-    parser.add_argument("--syslog", action="store_true", help="log to syslog (mail facility)")
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
-    parser.add_argument("--version", action="version", version=f"postwarden-web {__version__}")
     return parser
 
 
