@@ -39,8 +39,10 @@ PHONE: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One Chromium per test module: Playwright's event loop must be gone before tests
+    that run asyncio themselves."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make deps does)")
     with sync_playwright() as playwright:

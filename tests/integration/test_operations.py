@@ -74,13 +74,14 @@ def test_hand_edits_are_audited_once(running: tuple[Installation, Policyd, Milte
     wait_for(lambda: status(installation)[0] == 0)  # the daemons run the new version
     text = installation.settings.read_text()
     installation.write(text.replace("192.0.2.1", "192.0.2.2"))  # an editor, Ansible...
-    wait_for(lambda: len(installation.cli_json("history")) == 2, timeout=10)
+    wait_for(lambda: len(installation.cli_json("history")) == 3, timeout=10)
     time.sleep(4)  # the daemon records file changes after a settle delay: no duplicates
     rows = installation.cli_json("history")
-    assert [(r["source"], r["command"].rpartition(" block ")[2]) for r in rows] == [
+    assert [(r["source"], r["command"].rpartition(" block ")[2]) for r in rows][:2] == [
         ("file", "edited file"),
         ("command", "add 192.0.2.1"),
     ]
+    assert rows[2]["command"].endswith(" init hosted.test")  # init is the first entry
     assert "-    - 192.0.2.1" in rows[0]["diff"] and "+    - 192.0.2.2" in rows[0]["diff"]
 
 
