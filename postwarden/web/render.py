@@ -13,6 +13,7 @@ Description:
 
 from __future__ import annotations
 
+import datetime
 import functools
 import threading
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,9 @@ _jinja = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+)
+_jinja.filters["when"] = lambda t: (
+    datetime.datetime.fromtimestamp(t).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if t else "—"
 )
 
 

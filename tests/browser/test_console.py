@@ -210,6 +210,49 @@ def test_add_a_tls_policy(page: Page, stack: Stack) -> None:
     assert reply.code == 530, reply
 
 
+def test_gateway_spam_rule_route_and_routing_forms(page: Page, stack: Stack) -> None:
+    log_in(page, stack)
+    url = stack.console.url
+    page.goto(url + "/d/customer.example/gateway")
+    page.get_by_label(re.compile("^Use an inbound gateway")).check()
+    page.get_by_label(re.compile("^Receive external mail only from the gateway")).check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("alert")).to_contain_text("no gateway IPs are listed")
+    page.get_by_label(re.compile("^Gateway addresses")).fill("192.0.2.30, 192.0.2.31")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status").first).to_contain_text("customer.example: inbound gateway")
+    gateway = stack.installation.cli_json("gateway", "show", "--domain", "customer.example")
+    assert gateway["enabled"] and gateway["ips"] == ["192.0.2.30", "192.0.2.31"]
+
+    page.goto(url + "/d/customer.example/spam")
+    page.get_by_label("Name", exact=True).fill("pills")
+    page.get_by_label("RE2 pattern").fill("(cheap")
+    page.get_by_role("button", name="Add").click()
+    expect(page.get_by_role("alert")).to_contain_text(
+        "pattern '(cheap' is not a valid RE2 pattern: missing )"
+    )
+    page.get_by_label("RE2 pattern").fill(r"(?i)cheap\s+pills")
+    page.get_by_role("button", name="Add").click()
+    expect(page.locator("tr", has_text="pills")).to_contain_text("subject")
+
+    page.goto(url + "/routes")
+    page.get_by_label("Name", exact=True).fill("dlp")
+    page.get_by_label("Host name, or [address]").fill("[192.0.2.26]")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("tr", has_text="dlp")).to_contain_text("[192.0.2.26]:25")
+
+    page.goto(url + "/d/customer.example/routing")
+    page.locator("#out-name").fill("copy-out")
+    page.locator("#out-route").select_option("dlp")
+    page.locator("#out-action").select_option("send-additionally")
+    page.locator("form", has=page.locator("#out-name")).get_by_role("button", name="Add").click()
+    expect(page.get_by_role("status").first).to_contain_text(
+        "customer.example: outbound rule 'copy-out' added"
+    )
+    page.goto(url + "/routes")
+    expect(page.locator("tr", has_text="dlp")).to_contain_text("customer.example outbound rule")
+
+
 def test_give_a_subdomain_its_own_settings(page: Page, stack: Stack) -> None:
     log_in(page, stack)
     page.goto(stack.console.url + "/d/sales.example.com/blocked")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -68,11 +66,10 @@ def _history(ctx: Ctx) -> Response:
     found = history.entries(ctx.admin(), limit + 1)
     shown = []
     for e in found[:limit]:
-        when = datetime.datetime.fromtimestamp(e.time).astimezone()
         is_diff = e.diff.startswith("---")
         shown.append(
             {
-                "time": when.isoformat(timespec="seconds"),
+                "time": e.time,
                 "user": e.user,
                 "what": "the file was edited" if e.source == "file" else e.command,
                 "summary": history.summary(e.diff),

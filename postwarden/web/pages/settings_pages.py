@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -22,7 +24,11 @@ def _domain(ctx: Ctx) -> str:
 
 def _gateway(ctx: Ctx, *, error: str = "", status: int = 200) -> Response:
     _, gw = gateway.show(ctx.admin(), _domain(ctx))
-    ips = ctx.field("ips") if error else "\n".join(e.text for e in gw.ips)
+    ips = "\n".join(e.text for e in gw.ips)
+    if ctx.form is not None:  # a refused save: show what was submitted, to correct it
+        submitted = {name: ctx.field(name) == "on" for name in ("enabled", *gateway.SWITCHES)}
+        gw = replace(gw, route=ctx.field("route"), **submitted)
+        ips = ctx.field("ips")
     return domain_page(
         ctx,
         "gateway",
