@@ -80,21 +80,27 @@ def edit_domain(
     and the whole settings; it returns the new block or raises to refuse. *warn* may add
     warnings of its own about the new block (e.g. entries that can never apply).
     """
-    picked: dict[str, object] = {}
+    picked = _Picked()
 
     def apply(settings: Settings) -> Settings:
-        domain = scope.select(settings, admin.actor, requested)
-        block, copied = scope.own_block(settings, domain)
-        new_block = change(block, domain, settings)
-        picked.update(domain=domain, copied=copied)
+        picked.domain = scope.select(settings, admin.actor, requested)
+        block, picked.copied = scope.own_block(settings, picked.domain)
+        new_block = change(block, picked.domain, settings)
         if warn is not None:
-            picked["warnings"] = warn(new_block, domain, settings)
-        return scope.with_block(settings, domain, new_block)
+            picked.warnings = warn(new_block, picked.domain, settings)
+        return scope.with_block(settings, picked.domain, new_block)
 
     result, found = _run(admin, apply)
-    extra = picked.get("warnings") or []
-    assert isinstance(extra, list)
-    return _finish(admin, result, found, str(picked["domain"]), picked["copied"], extra)  # type: ignore[arg-type]
+    return _finish(admin, result, found, picked.domain, picked.copied, picked.warnings)
+
+
+@dataclass
+class _Picked:
+    """What the change chose inside the locked edit, for the report after it."""
+
+    domain: str = ""
+    copied: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def edit_server(admin: Admin, what: str, change: Callable[[Settings], Settings]) -> Change:

@@ -126,6 +126,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.critical("%s", exc)
         return 1
     if os.geteuid() == 0:
+        # Root would switch its effective user per state-database access, which threads
+        # serving pages at once must not do: the console runs as the state's owner.
+        owner = args.state_dir.stat().st_uid if args.state_dir.exists() else 0
+        if owner != 0:
+            logger.critical(
+                "running as root: run postwarden-web as the owner of %s (the service user)",
+                args.state_dir,
+            )
+            return 1
         logger.warning("running as root: run postwarden-web as the service user instead")
     logger.info("listening on %s%s", args.listen, " (TLS)" if args.tls_cert else "")
     return asyncio.run(_serve(uvicorn.Server(config), args.listen))
