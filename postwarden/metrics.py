@@ -79,6 +79,11 @@ GATEWAY_BLOCKS = counter(
     "Recipients removed because the original sender is blocked",
     ("domain",),
 )
+GATEWAY_UNKNOWN_ORIGINS = counter(
+    "postwarden_gateway_unknown_origins_total",
+    "Gateway messages whose original sending IP could not be read (judged strictly)",
+    ("domain",),
+)
 RELOADS = counter("postwarden_settings_reloads_total", "New settings versions put in force")
 ERRORS = counter(
     "postwarden_internal_errors_total",

@@ -3,27 +3,21 @@
 Routes are named servers that routing rules send mail to: a host name (MX lookup unless
 ``--no-mx``) or an ``[address]``, a port, and whether TLS is required (an ``encrypt`` TLS
 policy for that next hop) or optional. A route pointing back at this server is refused
-(it would loop). A route that a routing rule or a gateway uses cannot be deleted: the error
-names the users. Edits apply to the next message, queued mail included.
+(it would loop; see :mod:`postwarden.postfix.loop_guard`). A route that a routing rule or
+a gateway uses cannot be deleted: the error names the users. Edits apply to the next
+message, queued mail included.
 """
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import socket
 from dataclasses import asdict, replace
 from typing import Any
 
 from postwarden.cli import _settings
 from postwarden.cli._command import Command, actions
 from postwarden.cli._env import BadInput, Environment, ExitStatus, table
-from postwarden.postfix.postconf import (
-    PostfixUnavailable,
-    inet_listeners,
-    parameters,
-    split_list,
-)
+from postwarden.postfix.loop_guard import RouteWouldLoop, refuse_loop
 from postwarden.settings.model import Route, Settings
 
 
@@ -47,7 +41,8 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
         sub.add_argument(
             "--postfix-config-dir",
             metavar="DIR",
-            help="the Postfix instance whose own addresses a route must not be",
+            help="the Postfix instance whose own addresses a route must not be"
+            " (default: MAIL_CONFIG, else /etc/postfix)",
         )
     deleting = add("delete", "delete a route no rule uses")
     deleting.add_argument("name", metavar="NAME")
@@ -68,52 +63,6 @@ def users_of(settings: Settings, name: str) -> list[str]:
         if block.gateway.route == name:
             users.append(f"{domain} gateway")
     return users
-
-
-def _own_endpoints(config_dir: str | None) -> tuple[set[str], set[tuple[str, int]]]:
-    """This server's names and (address, port) listeners, from its Postfix configuration."""
-    try:
-        values = parameters(["myhostname", "mydestination", "inet_interfaces"], config_dir)
-        services = inet_listeners(config_dir)
-    except PostfixUnavailable:
-        return set(), set()
-    names = {values["myhostname"].lower(), "localhost"}
-    names.update(d.lower() for d in split_list(values["mydestination"]) if ":" not in d)
-    return names, services
-
-
-def _refuse_loop(route: Route, config_dir: str | None) -> None:
-    names, listeners = _own_endpoints(config_dir)
-    host = route.host.strip("[]").rstrip(".").lower()
-    if host in names and not route.address:
-        raise BadInput(f"route host {route.host} is this server: mail sent there would loop")
-    address = route.address
-    if address and any(
-        port == route.port and (_same_ip(own, address) or (own == "*" and _is_local(address)))
-        for own, port in listeners
-    ):
-        raise BadInput(
-            f"route [{address}]:{route.port} is one of this server's own listeners:"
-            " mail sent there would loop"
-        )
-
-
-def _same_ip(a: str, b: str) -> bool:
-    try:
-        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
-    except ValueError:
-        return False
-
-
-def _is_local(address: str) -> bool:
-    """Whether *address* is one of this host's addresses (it can be bound to)."""
-    try:
-        family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else (socket.AF_INET)
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.bind((address, 0))
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 def _as_data(name: str, route: Route, settings: Settings) -> dict[str, Any]:
@@ -166,7 +115,14 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
         given = {"host": args.host, "port": args.port, "mx_lookup": args.mx_lookup, "tls": args.tls}
         base = routes.get(args.name, Route())
         route = replace(base, **{k: v for k, v in given.items() if v is not None})
-        _refuse_loop(route, args.postfix_config_dir)
+        try:
+            refuse_loop(
+                route,
+                settings.domains,
+                args.postfix_config_dir or env.environ.get("MAIL_CONFIG"),
+            )
+        except RouteWouldLoop as exc:
+            raise BadInput(str(exc)) from None
         routes[args.name] = route
         new = replace(settings, routes=routes)
         result.append(_as_data(args.name, route, new))

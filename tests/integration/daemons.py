@@ -41,12 +41,20 @@ class Installation:
         self.state_dir = base / "state"
         self.state_dir.mkdir(mode=0o750)
         os.chown(self.state_dir, user.uid, user.gid)
+        self.postfix_config_dir: Path | None = None  # the Postfix instance it serves
         self.cli("init", primary)
 
     def cli(
         self, *argv: str, check: bool = True, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``postwarden ARGV`` as root, as an administrator would."""
+        """Run ``postwarden ARGV`` as root, as an administrator would.
+
+        ``MAIL_CONFIG`` names the Postfix instance this installation serves, once wired.
+        """
+        env = dict(os.environ)
+        env.pop("MAIL_CONFIG", None)
+        if self.postfix_config_dir is not None:
+            env["MAIL_CONFIG"] = str(self.postfix_config_dir)
         done = subprocess.run(
             [
                 PYTHON,
@@ -63,6 +71,7 @@ class Installation:
             check=False,
             input=stdin,
             timeout=60,
+            env=env,
         )
         if check and done.returncode != 0:
             raise AssertionError(f"postwarden {' '.join(argv)}: {done.returncode}\n{done.stderr}")
@@ -183,6 +192,7 @@ class Policyd(ServiceDaemon):
 
     def wire(self, postfix: PostfixInstance, *, listener: str = "mx") -> None:
         """``postwarden postfix-config --apply`` for *postfix*'s port-25 listener, reload."""
+        self.installation.postfix_config_dir = postfix.config_dir
         self.installation.cli(
             "postfix-config",
             "--apply",
@@ -226,6 +236,7 @@ def wire(postfix: PostfixInstance, policyd: Policyd | None, milter: MilterDaemon
     daemons = ["--milter", milter.address]
     if policyd is not None:
         daemons += ["--policy", policyd.policy_address, "--socketmap", policyd.socketmap_address]
+    milter.installation.postfix_config_dir = postfix.config_dir
     milter.installation.cli(
         "postfix-config",
         "--apply",

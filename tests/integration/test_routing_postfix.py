@@ -50,16 +50,17 @@ def mx(
     installation: Installation,
     sinks: dict[str, SmtpSink],
 ) -> Iterator[PostfixInstance]:
-    for name in ("archive", "dlp"):
-        installation.cli(
-            "route", "add", name, "--host", "[127.0.0.1]", "--port", str(sinks[name].port)
-        )
     policyd, milter = Policyd(installation), MilterDaemon(installation)
     policyd.start()
     milter.start()
     try:
         instance = postfix_factory(hosted=HOSTED, routes={"ext.example": sinks["internet"].nexthop})
         wire(instance, policyd, milter)
+        for name in ("archive", "dlp"):
+            installation.cli(
+                "route", "add", name, "--host", "[127.0.0.1]", "--port", str(sinks[name].port)
+            )
+        time.sleep(RELOAD)
         yield instance
     finally:
         milter.stop()
