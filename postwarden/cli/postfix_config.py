@@ -17,7 +17,6 @@ from postwarden.postfix.postconf import has_service, parameters, set_parameters
 from postwarden.postfix.postscreen import cidr_table
 from postwarden.postfix.wiring import (
     HANDBACK_LISTEN,
-    HANDBACK_NETWORKS_PARAMETER,
     MILTER_MACROS,
     RECIPIENT_TABLES,
     Line,
@@ -113,9 +112,7 @@ def _write_postscreen_table(env: Environment, path: Path) -> Line:
     )
 
 
-def _handback(
-    env: Environment, current: dict[str, str], listen: str, *, milter: bool
-) -> list[Line]:
+def _handback(env: Environment, listen: str, *, milter: bool) -> list[Line]:
     """The hand-back listener, open to loopback and the routes written as [address]."""
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
@@ -123,7 +120,7 @@ def _handback(
     routes = _settings.load(env).settings.routes.values()
     networks = ["127.0.0.0/8", "[::1]/128"]
     networks += [f"[{r.address}]" if ":" in r.address else r.address for r in routes if r.address]
-    lines = handback_wiring(current, listen=listen, networks=networks)
+    lines = handback_wiring(listen=listen, networks=networks)
     if not milter:  # no postwarden milter wired: none on the hand-back listener either
         lines = [line for line in lines if not line.name.endswith("/smtpd_milters")]
     return lines
@@ -140,7 +137,6 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
         "transport_maps",
         *RECIPIENT_TABLES,
         *MILTER_MACROS,
-        HANDBACK_NETWORKS_PARAMETER,
     ]
     current.update(parameters(as_written, config_dir, expand=False))
     components = set(args.components.replace(",", " ").split())
@@ -165,7 +161,7 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
     if "milter" in components:
         lines += milter_wiring(current, milter=args.milter, services=services)
     if "policyd" in components:
-        lines += _handback(env, current, args.handback_listen, milter="milter" in components)
+        lines += _handback(env, args.handback_listen, milter="milter" in components)
     if args.postscreen_cidr:
         lines.append(_write_postscreen_table(env, Path(args.postscreen_cidr)))
     if args.apply:

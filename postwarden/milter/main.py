@@ -115,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     try:
         address = ListenAddress.parse(args.socket)
-        source = SnapshotSource(args.settings)
+        source = SnapshotSource(
+            args.settings,
+            on_refused=lambda reason: metrics.SETTINGS_REFUSED.labels(reason).inc(),
+        )
         source.load()
         keyring = KeyRing(args.state_dir)
         known = KnownRecipients(args.state_dir)

@@ -106,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.settings,
             partial(compile_view, global_tls_level=level),
             on_settings_change=settings_changed,
+            on_settings_refused=lambda reason: metrics.SETTINGS_REFUSED.labels(reason).inc(),
         )
         settings_changed(None, daemon.source.current)
     except (PostwardenError, OSError) as exc:

@@ -238,9 +238,7 @@ HANDBACK_NETWORKS_PARAMETER = "postwarden_handback_networks"
 HANDBACK_MARK = f"milter_macro_daemon_name={HANDBACK_DAEMON_NAME}"
 
 
-def handback_wiring(
-    parameters: dict[str, str], *, listen: str, networks: Sequence[str]
-) -> list[Line]:
+def handback_wiring(*, listen: str, networks: Sequence[str]) -> list[Line]:
     """The listener where routes hand mail back (a DLP gateway relaying outbound mail).
 
     Mail arriving there was judged and routed on its way out: Postfix marks it with
@@ -249,14 +247,12 @@ def handback_wiring(
     ``[address]``) may use it, and they may relay through it.
     """
     service = f"{listen}/inet"
-    current = split_list(parameters.get(HANDBACK_NETWORKS_PARAMETER, ""))
-    wanted = list(dict.fromkeys([*networks, *current]))
     options = {
         "syslog_name": "postfix/postwarden-handback",
         "milter_macro_daemon_name": HANDBACK_DAEMON_NAME,
         "mynetworks": f"${HANDBACK_NETWORKS_PARAMETER}",
-        "smtpd_client_restrictions": "permit_mynetworks, reject",
-        "smtpd_relay_restrictions": "permit_mynetworks, reject",
+        "smtpd_client_restrictions": "permit_mynetworks,reject",
+        "smtpd_relay_restrictions": "permit_mynetworks,reject",
         "smtpd_recipient_restrictions": "",
         "smtpd_milters": f"${SMTPD_MILTERS_PARAMETER}",
     }
@@ -264,7 +260,7 @@ def handback_wiring(
         Line(
             "main",
             HANDBACK_NETWORKS_PARAMETER,
-            " ".join(wanted),
+            " ".join(networks),
             "who may hand mail back: loopback and the routes given as [address]; add the"
             " addresses of routes given by name",
         ),

@@ -206,6 +206,8 @@ class Policyd(ServiceDaemon):
             self.socketmap_address,
             "--components",
             "policyd",
+            "--handback-listen",
+            f"127.0.0.1:{postfix.handback_port}",
         )
         _settle(postfix)
         postfix.reload()
@@ -248,6 +250,8 @@ def wire(postfix: PostfixInstance, policyd: Policyd | None, milter: MilterDaemon
         f"127.0.0.1:{postfix.submission_port}/inet",
         "--components",
         "milter" if policyd is None else "policyd,milter",
+        "--handback-listen",
+        f"127.0.0.1:{postfix.handback_port}",
         *daemons,
     )
     _settle(postfix)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from postwarden.milter.header_rewrite import removals
 from postwarden.milter.spam_rules import CompiledRule, MessageText, matching_rules
 from postwarden.util.linear_regex import compile_pattern
+
 
 def test_removals_any_case_repeated_highest_index_first() -> None:
     names = [
