@@ -20,12 +20,12 @@ from postwarden.cli import _settings
 from postwarden.cli._command import Command
 from postwarden.cli._env import Environment, ExitStatus
 from postwarden.dkim.store import DkimKeys, KeyRow
-from postwarden.policyd.netstring import encode
 from postwarden.server import BadAddress, ListenAddress
 from postwarden.settings import daemon_status
 from postwarden.settings.load import Loaded, SettingsInvalid
 from postwarden.settings.snapshot import hosted_domains
 from postwarden.settings.state import FILENAME, StateDB
+from postwarden.util.netstring import encode
 from postwarden.util.privileges import as_owner_of
 
 PROBES = {

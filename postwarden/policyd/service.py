@@ -14,6 +14,8 @@ Description:
     ``untag``      tagged address → the original (the route transport's generic map)
     ``rcptok``     a recipient Postfix's own tables do not know → ``OK`` when an inbound
                    rule routes unknown recipients for this very transaction
+    ``unknown``    an address → ``OK`` when ``rcptok`` accepted it within the last hour
+                   (the milter asks, for "keep a local copy": known recipients only)
 
     Postfix asks ``rcptok`` only after its own recipient tables said no, and after the
     policy check of the same RCPT: the policy answer notes the recipients a rule with
@@ -55,6 +57,7 @@ TEMPFAIL = "451 4.3.5 Temporary policy service failure, try again later"
 ADMIT_UNKNOWN_FOR = 60.0  # seconds between the policy answer and Postfix's rcptok lookup
 ADMISSIONS_LIMIT = 100_000  # pending admissions at most (about 200 bytes each)
 ADMISSIONS_PER_ADDRESS = 8  # concurrent transactions to one unknown address
+UNKNOWN_NOTE_LIFETIME = 3600.0  # how long the milter may ask whether rcptok accepted one
 
 
 class Admissions:
@@ -127,6 +130,35 @@ def compile_view(snapshot: Snapshot, *, global_tls_level: str = "may") -> Policy
     )
 
 
+class RecentAddresses:
+    """Addresses noted within *lifetime* seconds: O(1) per call, at most *limit* of them."""
+
+    def __init__(self, lifetime: float = UNKNOWN_NOTE_LIFETIME, limit: int = 100_000) -> None:
+        self.lifetime = lifetime
+        self.limit = limit
+        self._until: dict[str, float] = {}
+        self._order: deque[tuple[float, str]] = deque()
+
+    def add(self, address: str, now: float) -> None:
+        self._expire(now)
+        if len(self._order) >= self.limit:  # the oldest notes go first
+            _, oldest = self._order.popleft()
+            self._until.pop(oldest, None)
+        until = now + self.lifetime
+        self._until[address] = until
+        self._order.append((until, address))
+
+    def __contains__(self, item: tuple[str, float]) -> bool:
+        address, now = item
+        return self._until.get(address, 0.0) > now
+
+    def _expire(self, now: float) -> None:
+        while self._order and self._order[0][0] <= now:
+            until, address = self._order.popleft()
+            if self._until.get(address) == until:
+                del self._until[address]
+
+
 class PolicyService:
     """Answers over the current view; *record* takes what the state database should keep."""
 
@@ -134,11 +166,13 @@ class PolicyService:
         self.view = view
         self.record = record
         self.admissions = Admissions()
+        self.accepted_unknown = RecentAddresses()
         self.tables: dict[str, Callable[[PolicydView, str], str | None]] = {
             "tlspolicy": lambda view, key: view.tls.lookup(key),
             "transport": self._transport,
             "untag": self._untag,
             "rcptok": self._rcptok,
+            "unknown": self._unknown,
         }
 
     def answer_policy(self, request: PolicyRequest) -> str:
@@ -201,10 +235,16 @@ class PolicyService:
                 len(self.admissions),
             )
 
+    def _unknown(self, view: PolicydView, key: str) -> str | None:
+        address = canonical_address(envelope_address(key))
+        return "unknown" if (address, time.monotonic()) in self.accepted_unknown else None
+
     def _rcptok(self, view: PolicydView, key: str) -> str | None:
         address = canonical_address(envelope_address(key))
-        if not self.admissions.take(address, time.monotonic()):
+        now = time.monotonic()
+        if not self.admissions.take(address, now):
             return None
+        self.accepted_unknown.add(address, now)
         self.record(UnknownRecipient(address, time.time()))
         log.info("unknown recipient <%s> accepted for routing", address)
         return "OK"

@@ -218,16 +218,18 @@ class MilterDaemon(ServiceDaemon):
 
     module, log_name = "postwarden.milter.main", "milter.log"
 
-    def __init__(self, installation: Installation) -> None:
+    def __init__(self, installation: Installation, policyd: Policyd | None = None) -> None:
         super().__init__(installation)
         self.port = free_port()
+        self.policyd = policyd  # asked which recipients Postfix did not know
 
     @property
     def address(self) -> str:
         return f"inet:127.0.0.1:{self.port}"
 
     def arguments(self) -> list[str]:
-        return ["--socket", self.address]
+        policyd = self.policyd.socketmap_address if self.policyd else "none"
+        return ["--socket", self.address, "--policyd-socketmap", policyd]
 
     def wait_until_ready(self) -> None:
         wait_for_port("127.0.0.1", self.port, timeout=15, proc=self.process)

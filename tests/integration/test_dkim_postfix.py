@@ -63,7 +63,8 @@ def publish_and_verify(
 def outbound(
     postfix_factory: Callable[..., PostfixInstance], installation: Installation, smtp_sink: SmtpSink
 ) -> Iterator[PostfixInstance]:
-    policyd, milter = Policyd(installation), MilterDaemon(installation)
+    policyd = Policyd(installation)
+    milter = MilterDaemon(installation, policyd)
     policyd.start()
     milter.start()
     try:

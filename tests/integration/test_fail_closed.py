@@ -64,7 +64,8 @@ def installation(
 
 @pytest.fixture
 def daemons(installation: Installation) -> Iterator[tuple[Policyd, MilterDaemon]]:
-    policyd, milter = Policyd(installation), MilterDaemon(installation)
+    policyd = Policyd(installation)
+    milter = MilterDaemon(installation, policyd)
     policyd.start()
     milter.start()
     try:

@@ -50,7 +50,8 @@ def mx(
     installation: Installation,
     sinks: dict[str, SmtpSink],
 ) -> Iterator[PostfixInstance]:
-    policyd, milter = Policyd(installation), MilterDaemon(installation)
+    policyd = Policyd(installation)
+    milter = MilterDaemon(installation, policyd)
     policyd.start()
     milter.start()
     try:

@@ -47,7 +47,8 @@ def test_snippets_wire_working_daemons(
     installation = Installation(traversable_tmp, service_user)
     installation.cli("block", "add", "203.0.113.0/24")
     installation.cli("spam-rule", "add", "pills", "--field", "subject", "--pattern", "pills")
-    policyd, milter = Policyd(installation), MilterDaemon(installation)
+    policyd = Policyd(installation)
+    milter = MilterDaemon(installation, policyd)
     policyd.start()
     milter.start()
     try:

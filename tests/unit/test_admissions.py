@@ -1,8 +1,23 @@
-"""The unknown-recipient admissions of policyd: single use, expiring, bounded."""
+"""Unknown recipients: policyd's single-use admissions, and the milter asking policyd."""
 
 from __future__ import annotations
 
-from postwarden.policyd.service import ADMISSIONS_PER_ADDRESS, Admissions
+import socket
+import threading
+from pathlib import Path
+
+from postwarden.milter.recipients import KnownRecipients
+from postwarden.policyd.protocol import PolicyRequest, parse_request
+from postwarden.policyd.service import (
+    ADMISSIONS_PER_ADDRESS,
+    Admissions,
+    PolicyService,
+    compile_view,
+)
+from postwarden.settings.load import load_text
+from postwarden.settings.snapshot import compile_settings
+from postwarden.util.netstring import NetstringDecoder, encode
+from postwarden.util.socketmap_client import SocketmapClient
 
 
 def test_an_admission_is_used_once() -> None:
@@ -46,3 +61,72 @@ def test_expired_admissions_make_room() -> None:
     for i in range(10):
         table.admit(f"u{i}@x.test", 0)
     assert table.admit("late@x.test", 61) and len(table) == 1
+
+
+SETTINGS = """\
+version: 1
+primary_domain: hosted.test
+domains:
+  hosted.test:
+    inbound_routing:
+      - {name: r, route: old, condition: external, unknown_recipients: true}
+routes:
+  old: {host: "[192.0.2.10]"}
+"""
+
+
+def _service() -> PolicyService:
+    view = compile_view(compile_settings(load_text(SETTINGS, "t").settings))
+    return PolicyService(lambda: view, lambda event: None)
+
+
+def _rcpt(recipient: str) -> PolicyRequest:
+    return parse_request(
+        f"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=198.51.100.9\n"
+        f"sender=a@ext.example\nrecipient={recipient}".encode()
+    )
+
+
+def test_rcptok_admits_what_the_policy_answer_noted_and_the_milter_can_ask() -> None:
+    service = _service()
+    assert service.answer_socketmap(b"rcptok nobody@hosted.test") == b"NOTFOUND "
+    service.answer_policy(_rcpt("<Nobody@Hosted.Test.>"))
+    assert service.answer_socketmap(b"unknown nobody@hosted.test") == b"NOTFOUND "
+    assert service.answer_socketmap(b"rcptok Nobody@hosted.test") == b"OK OK"
+    assert service.answer_socketmap(b"rcptok Nobody@hosted.test") == b"NOTFOUND "  # used up
+    assert service.answer_socketmap(b"unknown <Nobody@hosted.test>") == b"OK unknown"
+    assert service.answer_socketmap(b"unknown bob@hosted.test") == b"NOTFOUND "
+
+
+def test_the_milter_asks_policyd_over_a_real_socket(tmp_path: Path) -> None:
+    service = _service()
+    service.answer_policy(_rcpt("nobody@hosted.test"))
+    service.answer_socketmap(b"rcptok nobody@hosted.test")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "sock"))
+    listener.listen()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        decoder = NetstringDecoder(10_000)
+        with conn:
+            while data := conn.recv(4096):
+                for request in decoder.feed(data):
+                    conn.sendall(encode(service.answer_socketmap(request)))
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    def connect() -> socket.socket:
+        conn = socket.socket(socket.AF_UNIX)
+        conn.connect(str(tmp_path / "sock"))
+        return conn
+
+    client = SocketmapClient(connect)
+    known = KnownRecipients(tmp_path, client)
+    assert known("bob@hosted.test") is True
+    assert known("nobody@hosted.test") is False
+    client.close()
+    listener.close()
+    broken = KnownRecipients(tmp_path, SocketmapClient(lambda: socket.create_connection(
+        ("127.0.0.1", 9), timeout=1)))  # fmt: skip
+    assert broken("nobody@hosted.test") is True  # nothing to ask: counted as known (logged)
