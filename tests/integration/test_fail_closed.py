@@ -139,12 +139,14 @@ def test_the_gateway_written_address_still_decides(
     gateway: PostfixInstance, mx: PostfixInstance
 ) -> None:
     """The control: what the gateway wrote is read, for allowed and neutral senders."""
-    through_gateway(gateway, ALLOWED, "by", "gina@gw.test", Subject="cheap pills")
+    through_gateway(gateway, ALLOWED, "by", "gina@gw.test", Subject="cheap pills 1")
     (allowed,) = mx.wait_for_mailbox("gina@gw.test")
     assert allowed.message["X-Postwarden-Trusted"] == "allowed-ip"
     assert allowed.message["X-Spam-Flag"] is None
-    through_gateway(gateway, NEUTRAL, f"[{ALLOWED}]", "gina@gw.test", Subject="cheap pills")
-    neutral = mx.wait_for_mailbox("gina@gw.test", 2)[-1]
+    through_gateway(gateway, NEUTRAL, f"[{ALLOWED}]", "gina@gw.test", Subject="cheap pills 2")
+    (neutral,) = [
+        m for m in mx.wait_for_mailbox("gina@gw.test", 2) if m.message["Subject"].endswith("2")
+    ]
     assert neutral.message["X-Postwarden-Trusted"] == "gateway"  # skip_spam_filter
     assert neutral.message["X-Postwarden-Spam"] == "pills"
 
@@ -323,3 +325,22 @@ def test_a_settings_file_cut_short_is_refused(
     for daemon in daemons:
         assert "look cut short" in daemon.log_text()
     assert 'reason="cut-short"} 1.0' in metric(policyd, "postwarden_settings_refused_total")
+
+
+def test_the_senders_orcpt_reaches_the_route(mx: PostfixInstance, archive: SmtpSink) -> None:
+    """A routed recipient keeps the ORCPT the sender gave (its DSNs must name it)."""
+    result = send(
+        mx.mx_port,
+        "s@ext.example",
+        ["rita@route.test"],
+        client_ip=NEUTRAL,
+        rcpt_options={"rita@route.test": ["ORCPT=rfc822;Rita@Old.Example", "NOTIFY=FAILURE"]},
+    )
+    assert result.queue_id, result
+    (message,) = archive.wait_for(1)
+    (rcpt,) = message.rcpts
+    assert (rcpt.address, rcpt.args.get("ORCPT"), rcpt.args.get("NOTIFY")) == (
+        "rita@route.test",
+        "rfc822;Rita@Old.Example",
+        "FAILURE",
+    )

@@ -67,7 +67,7 @@ def test_snippets_wire_working_daemons(
         for line in _lines("postwarden.master.cf"):
             for default, address in zip(DEFAULTS, addresses, strict=True):
                 line = line.replace(default, address)
-            line = line.replace("127.0.0.1:10045", f"127.0.0.1:{postfix.handback_port}")
+            line = line.replace("127.0.0.1:10046", f"127.0.0.1:{postfix.handback_port}")
             service = "/".join(line.partition("=")[0].split("/")[:2])
             settings.append(line.replace(service, services.get(service, service), 1))
         postfix.postconf_master(*settings)
