@@ -79,6 +79,20 @@ GATEWAY_BLOCKS = counter(
     "Recipients removed because the original sender is blocked",
     ("domain",),
 )
+GATEWAY_UNKNOWN_ORIGINS = counter(
+    "postwarden_gateway_unknown_origins_total",
+    "Gateway messages whose original sending IP could not be read (judged strictly)",
+    ("domain",),
+)
+ADMISSIONS_REFUSED = counter(
+    "postwarden_unknown_recipient_admissions_refused_total",
+    "Unknown recipients not admitted for routing because the admission table was full",
+)
+SETTINGS_REFUSED = counter(
+    "postwarden_settings_refused_total",
+    "Settings file versions refused (the last good settings stay in force), by reason",
+    ("reason",),
+)
 RELOADS = counter("postwarden_settings_reloads_total", "New settings versions put in force")
 ERRORS = counter(
     "postwarden_internal_errors_total",

@@ -24,16 +24,20 @@ Description:
     ======================= ========================= ======================
 
     Internal mail of a domain whose gateway has ``internal_via_gateway`` goes to the gateway
-    route first; when the gateway hands it back its client is a gateway, not trusted, so it
-    is not sent round again.
+    route first. The gateway delivers it back like all the mail it delivers, on the port-25
+    listener; its client is then a gateway, not trusted, so the mail is external inbound
+    mail of the domain: inbound routing (archive, keep a local copy) applies to it once,
+    and it is not sent round again.
 
     Outbound (the sender's domain block, for trusted senders; condition internal or external
     per recipient): ``change-route`` relays that recipient's copy through the route;
     ``send-additionally`` adds one copy per message, addressed to the sender, to the route.
 
-    Loops: mail whose client is the literal address of a route is never routed again (a
-    DLP route handing mail back); better still, point such routes at a listener that
-    postwarden is not attached to.
+    Loops: a route that hands mail back (a DLP gateway relaying outbound mail) delivers it
+    to the ``postwarden-handback`` listener that ``postwarden postfix-config`` writes; the
+    milter recognises it by the listener's ``{daemon_name}`` (which Postfix sets, not the
+    client) and delivers such mail as addressed. Nothing is decided by client IP: the same
+    address may also submit ordinary mail (webmail on 127.0.0.1), which is routed.
 
     Copies that are extra (a kept local copy's route copy, send-additionally) carry
     ``NOTIFY=NEVER``: a failed copy is logged by Postfix, never bounced to the sender. A
@@ -43,9 +47,9 @@ Description:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from postwarden.address import domain_of
+from postwarden.address import canonical_address, domain_of
 from postwarden.decision import Direction, Facts, classify, is_trusted
 from postwarden.settings.model import Route
 from postwarden.settings.snapshot import Snapshot
@@ -53,11 +57,12 @@ from postwarden.util.labels import route_label
 
 TAG_SUFFIX = ".pwroute.invalid"
 ROUTE_TRANSPORT = "postwarden-route"  # the master.cf service that delivers to routes
+HANDBACK_DAEMON_NAME = "postwarden-handback"  # milter_macro_daemon_name of that listener
 
 
 def tag(address: str, route_name: str) -> str:
-    """``user@domain`` → ``user@domain.LABEL.pwroute.invalid``."""
-    return f"{address.strip('<>')}.{route_label(route_name)}{TAG_SUFFIX}"
+    """``user@domain`` → ``user@domain.LABEL.pwroute.invalid``, from the canonical form."""
+    return f"{canonical_address(address.strip('<>'))}.{route_label(route_name)}{TAG_SUFFIX}"
 
 
 def untag(address: str) -> tuple[str, str] | None:
@@ -85,11 +90,12 @@ class Copy:
 
 @dataclass(frozen=True)
 class RecipientPlan:
-    """What happens to one recipient: kept or not, and why."""
+    """What happens to one recipient: kept or not, by which rule, and why."""
 
     recipient: str
     keep: bool = True
     rule: str = ""
+    reason: str = ""
 
 
 @dataclass
@@ -106,18 +112,17 @@ NEVER = ("NOTIFY=NEVER",)
 
 
 def _moved_params(original: str, params: Sequence[str]) -> tuple[str, ...]:
-    """The recipient's own DSN parameters, with ORCPT naming the original address."""
-    kept = [p for p in params if not p.upper().startswith("ORCPT=")]
-    return (*kept, f"ORCPT=rfc822;{original}")
+    """The recipient's own DSN parameters; ORCPT names the original address.
+
+    A sender's own ORCPT is kept: it is what the sender's DSNs must show.
+    """
+    if any(p.upper().startswith("ORCPT=") for p in params):
+        return tuple(params)
+    return (*params, f"ORCPT=rfc822;{original}")
 
 
 def _copy_params(original: str) -> tuple[str, ...]:
     return (*NEVER, f"ORCPT=rfc822;{original}")
-
-
-def is_handback(snapshot: Snapshot, client_ip: str) -> bool:
-    """Whether the client is one of the routes (a route handing mail back)."""
-    return any(route.address == client_ip for route in snapshot.settings.routes.values())
 
 
 def route_message(
@@ -131,9 +136,6 @@ def route_message(
 ) -> MessageRoutes:
     """The routing of one message; *known* tells whether a hosted recipient exists."""
     result = MessageRoutes()
-    if is_handback(snapshot, client_ip):
-        result.recipients = [RecipientPlan(r) for r, _ in recipients]
-        return result
     trusted = is_trusted(snapshot, Facts(client_ip, sender, "", sasl_user=sasl_user))
     send_additionally: set[str] = set()
     for recipient, params in recipients:
@@ -142,7 +144,7 @@ def route_message(
             snapshot, Facts(client_ip, sender, address, sasl_user=sasl_user), trusted=trusted
         )
         plan, copies = _route_recipient(snapshot, address, params, sender, direction, known)
-        result.recipients.append(RecipientPlan(recipient, plan.keep, plan.rule))
+        result.recipients.append(replace(plan, recipient=recipient))
         result.copies.extend(copies)
         if direction in (Direction.INTERNAL, Direction.OUTBOUND):
             send_additionally.update(_send_additionally(snapshot, sender, direction))
@@ -167,13 +169,15 @@ def _route_recipient(
     direction: Direction,
     known: Callable[[str], bool],
 ) -> tuple[RecipientPlan, list[Copy]]:
+    wanted = "internal" if direction is Direction.INTERNAL else "external"
+    why_not: list[str] = []
     if direction in (Direction.INBOUND, Direction.INTERNAL):
         policy = snapshot.policy_for(domain_of(address))
         assert policy is not None  # inbound and internal recipients are hosted
+        whose = policy.owner or "the default settings"
         gateway = policy.block.gateway
         if direction is Direction.INTERNAL and gateway.enabled and gateway.internal_via_gateway:
             return _moved(address, params, gateway.route, "internal-via-gateway")
-        wanted = "internal" if direction is Direction.INTERNAL else "external"
         for rule in policy.block.inbound_routing:
             if rule.condition in (wanted, "all"):
                 if rule.keep_local_copy and known(address):
@@ -184,22 +188,26 @@ def _route_recipient(
                         _copy_params(address),
                         rule.name,
                     )
-                    return RecipientPlan(address, True, rule.name), [copy]
+                    return RecipientPlan(address, True, rule.name, "kept locally too"), [copy]
                 return _moved(address, params, rule.route, rule.name)
+        why_not.append(f"no inbound rule of {whose} takes {wanted} mail")
     if direction in (Direction.OUTBOUND, Direction.INTERNAL):
         sender_policy = snapshot.policy_for(domain_of(sender))
-        wanted = "internal" if direction is Direction.INTERNAL else "external"
         for rule in sender_policy.block.outbound_routing if sender_policy else ():
             if rule.condition == wanted and rule.action == "change-route":
                 return _moved(address, params, rule.route, rule.name)
-    return RecipientPlan(address), []
+        whose = sender_policy.owner if sender_policy and sender_policy.owner else "the sender"
+        why_not.append(f"no outbound change-route rule of {whose} takes {wanted} mail")
+    if direction is Direction.RELAY:
+        why_not.append("neither a hosted recipient nor a trusted hosted sender: not routed")
+    return RecipientPlan(address, reason="; ".join(why_not)), []
 
 
 def _moved(
     address: str, params: Sequence[str], route: str, rule: str
 ) -> tuple[RecipientPlan, list[Copy]]:
     copy = Copy(route, tag(address, route), address, _moved_params(address, params), rule)
-    return RecipientPlan(address, False, rule), [copy]
+    return RecipientPlan(address, False, rule, f"moved to route {route}"), [copy]
 
 
 def _send_additionally(snapshot: Snapshot, sender: str, direction: Direction) -> set[str]:

@@ -172,9 +172,10 @@ class Daemon(Generic[V]):
         *,
         socket_mode: int = 0o660,
         on_settings_change: Callable[[Snapshot, Snapshot], None] | None = None,
+        on_settings_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
-        self.source = SnapshotSource(settings_path)
+        self.source = SnapshotSource(settings_path, on_refused=on_settings_refused)
         self.source.load()
         self.published = Published(self.source, compile_view, on_settings_change=on_settings_change)
         self.watcher = SettingsWatcher(self.published)

@@ -3,22 +3,21 @@
 Description:
     A route is a host name (MX lookup unless ``mx_lookup`` is off) or an ``[address]``, a
     port, and whether TLS is required. A route pointing back at this server is refused (it
-    would loop); a route a rule or gateway uses cannot be deleted (the error names them).
+    would loop; :mod:`postwarden.postfix.loop_guard`, which also refuses when it cannot
+    check); a route a rule or gateway uses cannot be deleted (the error names them).
     Routes are shared by all domains: only a server administrator changes them, and a
     domain administrator sees only its own domains among their users.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from dataclasses import dataclass, replace
 from typing import Any
 
 from postwarden.admin.edit import Change, edit_server
 from postwarden.admin.errors import BadInput
 from postwarden.admin.session import Actor, Admin
-from postwarden.postfix.postconf import PostfixUnavailable, inet_listeners, parameters, split_list
+from postwarden.postfix.loop_guard import RouteWouldLoop, refuse_loop
 from postwarden.settings.model import Route, Settings
 
 
@@ -66,52 +65,6 @@ def listing(admin: Admin) -> list[RouteView]:
     ]
 
 
-def _own_endpoints(config_dir: str | None) -> tuple[set[str], set[tuple[str, int]]]:
-    """This server's names and (address, port) listeners, from its Postfix configuration."""
-    try:
-        values = parameters(["myhostname", "mydestination", "inet_interfaces"], config_dir)
-        services = inet_listeners(config_dir)
-    except PostfixUnavailable:
-        return set(), set()
-    names = {values["myhostname"].lower(), "localhost"}
-    names.update(d.lower() for d in split_list(values["mydestination"]) if ":" not in d)
-    return names, services
-
-
-def _refuse_loop(route: Route, config_dir: str | None) -> None:
-    names, listeners = _own_endpoints(config_dir)
-    host = route.host.strip("[]").rstrip(".").lower()
-    if host in names and not route.address:
-        raise BadInput(f"route host {route.host} is this server: mail sent there would loop")
-    address = route.address
-    if address and any(
-        port == route.port and (_same_ip(own, address) or (own == "*" and _is_local(address)))
-        for own, port in listeners
-    ):
-        raise BadInput(
-            f"route [{address}]:{route.port} is one of this server's own listeners:"
-            " mail sent there would loop"
-        )
-
-
-def _same_ip(a: str, b: str) -> bool:
-    try:
-        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
-    except ValueError:
-        return False
-
-
-def _is_local(address: str) -> bool:
-    """Whether *address* is one of this host's addresses (it can be bound to)."""
-    try:
-        family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.bind((address, 0))
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 def put(
     admin: Admin,
     name: str,
@@ -131,7 +84,10 @@ def put(
             raise BadInput(f"no route named {name!r}")
         base = routes.get(name, Route())
         route = replace(base, **{k: v for k, v in given.items() if v is not None})
-        _refuse_loop(route, postfix_config_dir)
+        try:
+            refuse_loop(route, settings.domains, postfix_config_dir)
+        except RouteWouldLoop as exc:
+            raise BadInput(str(exc)) from None
         routes[name] = route
         new = replace(settings, routes=routes)
         result[:] = [RouteView(name, route, users_of(new, name))]

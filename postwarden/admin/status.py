@@ -20,11 +20,11 @@ from typing import Any
 from postwarden.admin import scope
 from postwarden.admin.session import Admin
 from postwarden.dkim.store import DkimKeys, KeyRow
-from postwarden.policyd.netstring import encode
 from postwarden.server import BadAddress, ListenAddress
 from postwarden.settings import daemon_status
 from postwarden.settings.load import Loaded, SettingsInvalid
 from postwarden.settings.state import StateDB
+from postwarden.util.netstring import encode
 
 PROBES = {
     "policy": (b"request=smtpd_access_policy\nprotocol_state=CONNECT\n\n", b"action="),

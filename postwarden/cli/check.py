@@ -11,7 +11,7 @@ from pathlib import Path
 
 from postwarden.cli._command import Command
 from postwarden.cli._env import Environment, ExitStatus
-from postwarden.postfix.domains import compare_hosted, relay_bypass
+from postwarden.postfix.domains import compare_hosted, handback_listener_missing, relay_bypass
 from postwarden.settings.load import Finding, SettingsInvalid, load_text
 from postwarden.settings.snapshot import hosted_domains
 
@@ -59,6 +59,7 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
         settings, config_dir = loaded.settings, args.postfix_config_dir
         postfix_warnings = compare_hosted(hosted_domains(settings), config_dir)
         postfix_warnings += relay_bypass(any(settings.outgoing_tls_policies()), config_dir)
+        postfix_warnings += handback_listener_missing(settings, config_dir)
     count = len(loaded.warnings) + len(postfix_warnings)
     env.emit(
         {

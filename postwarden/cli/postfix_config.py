@@ -16,9 +16,11 @@ from postwarden.cli._env import BadInput, Environment, ExitStatus
 from postwarden.postfix.postconf import has_service, parameters, set_parameters
 from postwarden.postfix.postscreen import cidr_table
 from postwarden.postfix.wiring import (
+    HANDBACK_LISTEN,
     MILTER_MACROS,
     RECIPIENT_TABLES,
     Line,
+    handback_wiring,
     milter_wiring,
     policyd_wiring,
     routing_wiring,
@@ -58,6 +60,13 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
         default="inet:127.0.0.1:10042",
         metavar="ADDR",
         help="postwarden-milter's listener (default %(default)s)",
+    )
+    parser.add_argument(
+        "--handback-listen",
+        default=HANDBACK_LISTEN,
+        metavar="ADDR:PORT",
+        help="the listener where routes hand mail back, delivered as addressed (default"
+        " %(default)s; an address the routes can reach when they are other hosts)",
     )
     parser.add_argument(
         "--postscreen-cidr",
@@ -103,6 +112,20 @@ def _write_postscreen_table(env: Environment, path: Path) -> Line:
     )
 
 
+def _handback(env: Environment, listen: str, *, milter: bool) -> list[Line]:
+    """The hand-back listener, open to loopback and the routes written as [address]."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise BadInput(f"--handback-listen {listen!r}: give ADDR:PORT")
+    routes = _settings.load(env).settings.routes.values()
+    networks = ["127.0.0.0/8", "[::1]/128"]
+    networks += [f"[{r.address}]" if ":" in r.address else r.address for r in routes if r.address]
+    lines = handback_wiring(listen=listen, networks=networks)
+    if not milter:  # no postwarden milter wired: none on the hand-back listener either
+        lines = [line for line in lines if not line.name.endswith("/smtpd_milters")]
+    return lines
+
+
 def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
     config_dir = args.postfix_config_dir
     current = parameters(["smtpd_relay_restrictions", "queue_directory"], config_dir)
@@ -137,6 +160,8 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
         lines += routing_wiring(current, socketmap=args.socketmap, service=args.service)
     if "milter" in components:
         lines += milter_wiring(current, milter=args.milter, services=services)
+    if "policyd" in components:
+        lines += _handback(env, args.handback_listen, milter="milter" in components)
     if args.postscreen_cidr:
         lines.append(_write_postscreen_table(env, Path(args.postscreen_cidr)))
     if args.apply:

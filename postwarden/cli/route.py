@@ -3,9 +3,10 @@
 Routes are named servers that routing rules send mail to: a host name (MX lookup unless
 ``--no-mx``) or an ``[address]``, a port, and whether TLS is required (an ``encrypt`` TLS
 policy for that next hop) or optional. A route pointing back at this server is refused
-(it would loop). A route that a routing rule or a gateway uses cannot be deleted: the error
-names the users. Edits apply to the next message, queued mail included. The work is
-:mod:`postwarden.admin.routes`'s, shared with the web console.
+(it would loop; see :mod:`postwarden.postfix.loop_guard`). A route that a routing rule or
+a gateway uses cannot be deleted: the error names the users. Edits apply to the next
+message, queued mail included. The work is :mod:`postwarden.admin.routes`'s, shared with
+the web console.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
         sub.add_argument(
             "--postfix-config-dir",
             metavar="DIR",
-            help="the Postfix instance whose own addresses a route must not be",
+            help="the Postfix instance whose own addresses a route must not be"
+            " (default: MAIL_CONFIG, else /etc/postfix)",
         )
         _settings.add_dry_run(sub)
     deleting = add("delete", "delete a route no rule uses")
@@ -72,7 +74,7 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
             admin,
             args.name,
             create=args.action == "add",
-            postfix_config_dir=args.postfix_config_dir,
+            postfix_config_dir=args.postfix_config_dir or env.environ.get("MAIL_CONFIG"),
             host=args.host,
             port=args.port,
             mx_lookup=args.mx_lookup,

@@ -10,8 +10,10 @@ Description:
 
 Protocol:
     Actions negotiated: add header, change header (delete), add recipient with ESMTP
-    parameters, delete recipient, and the macro list. Macros used:
-    ``{auth_authen}`` (MAIL) and ``i`` (end of message), both in Postfix's defaults.
+    parameters, delete recipient, and the macro list. Macros used: ``{auth_authen}`` and
+    ``{daemon_name}`` (MAIL; the latter tells the hand-back listener from the others) and
+    ``i`` (end of message), all in Postfix's defaults. Recipients are deleted in the form
+    Postfix stored them (no source route) and added in quoted canonical form.
 
 Errors:
     Any exception while handling a message is logged with its traceback and answered with
@@ -30,9 +32,11 @@ from typing import Any, ClassVar
 import Milter
 
 from postwarden import metrics
+from postwarden.address import external_address
 from postwarden.decision import Facts, is_trusted
 from postwarden.milter.verdict import MessageFacts, Plan, plan_message
 from postwarden.milter.view import MilterView
+from postwarden.routing import HANDBACK_DAEMON_NAME
 from postwarden.settings.state import BlockEvent
 
 log = logging.getLogger("postwarden.milter")
@@ -71,13 +75,14 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
         return Milter.CONTINUE
 
     @Milter.noreply
-    @Milter.symlist("{auth_authen}")
+    @Milter.symlist("{auth_authen}", "{daemon_name}")
     def envfrom(self, sender: str, *params: str) -> int:
         self._reset()
         self.facts = MessageFacts(
             client_ip=self.client_ip,
             sasl_user=self.getsymval("{auth_authen}") or "",
             sender=sender.strip("<>"),
+            handback=self.getsymval("{daemon_name}") == HANDBACK_DAEMON_NAME,
         )
         return Milter.CONTINUE
 
@@ -85,8 +90,7 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
     @Milter.symlist()
     def envrcpt(self, recipient: str, *params: str) -> int:
         if self.facts is not None:
-            self.facts.recipients.append(recipient)
-            self.facts.recipient_params[recipient] = params
+            self.facts.add_recipient(recipient, params)
         return Milter.CONTINUE
 
     @Milter.noreply
@@ -148,9 +152,10 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
             _log(facts, plan, "reject")
             return Milter.REJECT
         for recipient in plan.delete_recipients:
-            self.delrcpt(recipient)
+            for stored in facts.stored_forms.get(recipient, [recipient]):
+                self.delrcpt(f"<{stored}>")
         for address, params in plan.add_recipients:
-            self.addrcpt(f"<{address}>", " ".join(params))
+            self.addrcpt(external_address(address), " ".join(params))
         if plan.signature:
             self.addheader("DKIM-Signature", plan.signature, 0)
         for name, value in plan.add_headers:
@@ -174,9 +179,19 @@ def _count(plan: Plan) -> None:
         metrics.SPAM_TAGS.labels(rule).inc()
     for event in plan.blocks:
         metrics.GATEWAY_BLOCKS.labels(event.domain).inc()
+    for domain in plan.unknown_origins:
+        metrics.GATEWAY_UNKNOWN_ORIGINS.labels(domain or "-").inc()
 
 
 def _log(facts: MessageFacts, plan: Plan, outcome: str) -> None:
+    for domain in plan.unknown_origins:
+        log.warning(
+            "%s: original IP unknown for %s: client=[%s]: a Received header of the gateway"
+            " could not be read; not trusted, spam rules on",
+            facts.queue_id,
+            domain or "the default settings",
+            facts.client_ip,
+        )
     details = [*plan.notes]
     if plan.remove_headers:
         details.append(f"removed {len(plan.remove_headers)} header(s)")

@@ -37,6 +37,7 @@ from postwarden.settings import daemon_status
 from postwarden.settings.source import SnapshotSource
 from postwarden.settings.state_writer import StateWriter
 from postwarden.util import sdnotify
+from postwarden.util.socketmap_client import SocketmapClient
 
 log = logging.getLogger("postwarden.milter")
 
@@ -57,7 +58,31 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="listening address (default %(default)s)",
     )
+    parser.add_argument(
+        "--policyd-socketmap",
+        default="inet:127.0.0.1:10041",
+        metavar="ADDR",
+        help="postwarden-policyd's socketmap listener, asked which recipients Postfix did not"
+        " know (for 'keep a local copy'); 'none' to use the state database only"
+        " (default %(default)s)",
+    )
     return parser
+
+
+def _policyd_client(address: str) -> SocketmapClient | None:
+    if address == "none":
+        return None
+    target = ListenAddress.parse(address)
+
+    def connect() -> socket.socket:
+        if target.path:
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.settimeout(2.0)
+            conn.connect(target.path)
+            return conn
+        return socket.create_connection((target.host, target.port), timeout=2.0)
+
+    return SocketmapClient(connect)
 
 
 def libmilter_address(address: ListenAddress) -> str:
@@ -115,10 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     try:
         address = ListenAddress.parse(args.socket)
-        source = SnapshotSource(args.settings)
+        source = SnapshotSource(
+            args.settings,
+            on_refused=lambda reason: metrics.SETTINGS_REFUSED.labels(reason).inc(),
+        )
         source.load()
         keyring = KeyRing(args.state_dir)
-        known = KnownRecipients(args.state_dir)
+        known = KnownRecipients(args.state_dir, _policyd_client(args.policyd_socketmap))
         settings_changed = daemon_status.reporter(
             args.state_dir, PROGRAM, str(address), metrics.RELOADS.inc
         )

@@ -1,13 +1,19 @@
-"""Does Postfix know a recipient? The answer policyd noted when Postfix asked it.
+"""Does Postfix know a recipient? The policy daemon's answer when Postfix asked it.
 
 Description:
     Postfix consults postwarden's ``rcptok`` table only after its own recipient tables did
-    not know an address, and policyd notes each address it then accepted for a route in the
-    state database. So a recipient of a hosted domain is unknown exactly when such a note is
-    recent; "keep a local copy" delivers locally only to known recipients.
+    not know an address, so a recipient of a hosted domain is unknown exactly when policyd
+    accepted it there. The milter asks policyd's ``unknown`` socketmap table at end of
+    message; policyd noted the answer in memory before it replied to Postfix at RCPT time,
+    so the milter can never be ahead of it. "Keep a local copy" delivers locally only to
+    known recipients.
+
+    When policyd cannot be asked, the notes policyd's state writer keeps in the state
+    database answer instead (written a moment after the RCPT, so a message can outrun
+    them: logged).
 
 Errors:
-    A state database that cannot be read counts as "known" (logged): the local copy is then
+    Neither source readable: the recipient counts as known (logged); the local copy is then
     attempted, and Postfix reports an unknown user as usual.
 """
 
@@ -20,6 +26,7 @@ import time
 from pathlib import Path
 
 from postwarden.settings.state import FILENAME, StateDB
+from postwarden.util.socketmap_client import SocketmapClient, SocketmapError
 
 log = logging.getLogger("postwarden.milter")
 
@@ -27,14 +34,23 @@ NOTE_LIFETIME = 3600.0
 
 
 class KnownRecipients:
-    """A callable ``known(address) -> bool`` over one shared, locked connection."""
+    """A callable ``known(address) -> bool``: policyd first, the state database second."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, policyd: SocketmapClient | None = None) -> None:
         self.state_dir = state_dir
+        self.policyd = policyd
         self._db: StateDB | None = None
         self._lock = threading.Lock()
 
     def __call__(self, address: str) -> bool:
+        if self.policyd is not None:
+            try:
+                return self.policyd.lookup("unknown", address) is None
+            except (OSError, SocketmapError) as exc:
+                log.warning("cannot ask policyd whether <%s> is unknown: %s", address, exc)
+        return self._from_notes(address)
+
+    def _from_notes(self, address: str) -> bool:
         with self._lock:
             try:
                 if self._db is None:

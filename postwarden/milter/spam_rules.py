@@ -15,6 +15,7 @@ Security:
 from __future__ import annotations
 
 import email
+import email.errors
 import email.header
 import email.policy
 from collections.abc import Iterator, Sequence
@@ -32,11 +33,15 @@ class CompiledRule:
 
 
 def decode_header_value(raw: bytes) -> str:
-    """An RFC 2047-decoded, unfolded header value; never raises."""
+    """An RFC 2047-decoded, unfolded header value; never raises.
+
+    A malformed encoded word (bad base64, an unknown charset) is read as the raw text:
+    content never causes a temporary failure.
+    """
     text = raw.decode("utf-8", "replace")
     try:
         decoded = str(email.header.make_header(email.header.decode_header(text)))
-    except (ValueError, LookupError, UnicodeError, AssertionError):
+    except (ValueError, LookupError, UnicodeError, AssertionError, email.errors.MessageError):
         decoded = text
     return " ".join(decoded.split())
 

@@ -3,25 +3,30 @@
 Description:
     :func:`plan_message` takes the compiled view and the facts collected for one message and
     returns a :class:`Plan` — header fields to remove and to add, a DKIM signature, recipients
-    to remove, or a reject — which the pymilter class then carries out. Who is trusted and
-    which domain block governs a recipient come from the shared decision module, so the
-    milter and the policy daemon agree by construction.
+    to remove and to add, or a reject — which the pymilter class then carries out. Who is
+    trusted, which domain block governs a recipient and how an inbound message is judged
+    come from the shared decision module, so the milter, the policy daemon and ``explain``
+    agree by construction.
 
     Trusted clients (SASL, trusted networks; locally submitted mail arrives as localhost):
         their mail is DKIM-signed when its single From address is in a hosted domain whose
         block has DKIM on — with that domain's active key, else the primary domain's.
-    Everyone else, per hosted recipient domain:
-        - mail from one of the domain's gateways: the original sending IP is found in the
-          Received headers; when the domain blocks it (and does not allow it), that domain's
-          recipients are removed (the message is rejected if no recipient is left) and the
-          block is recorded; when the domain allows it, the domain's regex rules are skipped;
-          ``skip_spam_filter`` marks the mail trusted for downstream filters (rules still run);
-        - mail from an allowed IP: the domain's regex rules are skipped and the mail marked;
-        - otherwise the domain's regex rules run; a match tags the message.
+    Everyone else, per hosted recipient domain (:func:`postwarden.decision.judge_message`):
+        gateway mail is judged by the original sending IP that the Received walk finds
+        (unknown when a hop cannot be read); blocked → that domain's recipients are removed
+        (the message is rejected when none is left); allowed → no regex rules, marked
+        trusted; otherwise the domain's regex rules run and a match tags the message.
         One message reaches all its recipients as one copy, so where domains disagree the
         stricter answer wins: tagged if any domain's rules match, marked trusted only when
         every remaining recipient's domain trusts it.
+    Mail that a route hands back (the ``postwarden-handback`` listener) was judged and
+    routed on its way out: it is delivered as addressed.
     Every incoming copy of our own header fields is removed first (see header_rewrite).
+
+Security:
+    Header values are data: the Received walk reads them raw, the From address is parsed
+    from the undecoded header, and a malformed encoded word is read as text. Content never
+    makes the plan raise, so it never causes a temporary failure.
 """
 
 from __future__ import annotations
@@ -30,26 +35,37 @@ import email.utils
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from postwarden.address import domain_of
-from postwarden.decision import Facts, is_trusted
+from postwarden.address import canonical_address, domain_of, envelope_address
+from postwarden.decision import (
+    Facts,
+    MessageJudgement,
+    Trust,
+    is_gateway_client,
+    is_trusted,
+    judge_message,
+)
 from postwarden.milter import header_rewrite
 from postwarden.milter.dkim_sign import sign
-from postwarden.milter.received import original_client
-from postwarden.milter.spam_rules import MessageText, decode_header_value, matching_rules
+from postwarden.milter.received import OriginalClient, original_client
+from postwarden.milter.spam_rules import MessageText, matching_rules
 from postwarden.milter.view import MilterView
 from postwarden.routing import route_message
 from postwarden.settings.snapshot import DomainPolicy
 from postwarden.settings.state import BlockEvent
-from postwarden.util.iptable import parse_client_address
 
 log = logging.getLogger("postwarden.milter")
 
 
 @dataclass
 class MessageFacts:
-    """What Postfix told the milter about one message."""
+    """What Postfix told the milter about one message.
+
+    ``recipients`` holds each recipient once, in canonical form
+    (:func:`postwarden.address.canonical_address`), however often and in whatever form the
+    client sent it; ``recipient_params`` its ESMTP parameters.
+    """
 
     client_ip: str
     sasl_user: str = ""
@@ -57,8 +73,21 @@ class MessageFacts:
     sender: str = ""
     recipients: list[str] = field(default_factory=list)
     recipient_params: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    stored_forms: dict[str, list[str]] = field(default_factory=dict)  # as Postfix stored them
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     body: bytes = b""
+    handback: bool = False  # arrived on the listener where routes hand mail back
+
+    def add_recipient(self, argument: str, params: tuple[str, ...]) -> None:
+        """Note one RCPT argument; a recipient sent twice (in any form) counts once."""
+        stored = envelope_address(argument)
+        key = canonical_address(stored)
+        forms = self.stored_forms.setdefault(key, [])
+        if stored not in forms:
+            forms.append(stored)
+        if key not in self.recipient_params:
+            self.recipients.append(key)
+            self.recipient_params[key] = params
 
 
 @dataclass
@@ -74,6 +103,7 @@ class Plan:
     add_recipients: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     reject: str | None = None
     blocks: list[BlockEvent] = field(default_factory=list)
+    unknown_origins: list[str] = field(default_factory=list)  # domains that could not tell
     notes: list[str] = field(default_factory=list)  # for the log line
 
 
@@ -89,6 +119,9 @@ def plan_message(view: MilterView, facts: MessageFacts) -> Plan:
             [name for name, _ in facts.headers], own_spam_flag=own_verdict
         )
     )
+    if facts.handback:
+        plan.notes.append("handed back by a route: delivered as addressed")
+        return plan
     if trusted:
         _sign(view, facts, plan)
     elif recipients:
@@ -128,7 +161,9 @@ def _hosted_recipients(view: MilterView, recipients: Sequence[str]) -> dict[str,
 
 def _sign(view: MilterView, facts: MessageFacts, plan: Plan) -> None:
     from_values = [value for name, value in facts.headers if name.lower() == "from"]
-    addresses = email.utils.getaddresses([decode_header_value(v) for v in from_values])
+    # Undecoded: an encoded display name ("=?utf-8?q?M=C3=BCller=2C_Hans?=") stays one
+    # atom instead of becoming a comma that splits the address list.
+    addresses = email.utils.getaddresses([_raw_text(v) for v in from_values])
     if len(from_values) != 1 or len(addresses) != 1 or "@" not in addresses[0][1]:
         plan.notes.append("not signed: the message needs exactly one From address")
         return
@@ -155,22 +190,27 @@ def _sign(view: MilterView, facts: MessageFacts, plan: Plan) -> None:
     plan.notes.append(f"signed d={key.domain} s={key.selector}")
 
 
+def _raw_text(value: bytes) -> str:
+    return " ".join(value.decode("utf-8", "replace").split())
+
+
 def _judge_inbound(
     view: MilterView, facts: MessageFacts, recipients: dict[str, DomainPolicy], plan: Plan
 ) -> None:
     text = MessageText(facts.headers, facts.body, view.snapshot.settings.spam_filter.body_limit)
-    received = [decode_header_value(v) for n, v in facts.headers if n.lower() == "received"]
+    received = [value for name, value in facts.headers if name.lower() == "received"]
     verdicts: dict[str, _DomainVerdict] = {}
     for recipient, policy in recipients.items():
         if policy.owner not in verdicts:
             verdicts[policy.owner] = _judge_domain(view, facts, policy, received, text)
-        verdict = verdicts[policy.owner]
-        if verdict.block is not None:
+        if verdicts[policy.owner].judgement.blocked_entry is not None:
             plan.delete_recipients.append(recipient)
     for verdict in verdicts.values():
-        plan.notes.extend(verdict.notes)
+        plan.notes.append(verdict.judgement.reason)
         if verdict.block is not None:
             plan.blocks.append(verdict.block)
+        if verdict.judgement.original_unknown:
+            plan.unknown_origins.append(verdict.judgement.domain)
     if plan.delete_recipients and len(plan.delete_recipients) == len(facts.recipients):
         plan.reject = "Message rejected: its original sender is blocked"
         plan.delete_recipients = []
@@ -183,56 +223,42 @@ def _judge_inbound(
     if spam:
         plan.add_headers.append((header_rewrite.SPAM_FLAG, "YES"))
         plan.add_headers.append((header_rewrite.SPAM_RULE, ", ".join(spam)))
-    trust = {v.trusted for v in remaining}
-    if remaining and "" not in trust:
-        plan.add_headers.append((header_rewrite.TRUSTED, "; ".join(sorted(trust))))
+    trust = {v.judgement.trust for v in remaining}
+    if remaining and Trust.NONE not in trust:
+        plan.add_headers.append((header_rewrite.TRUSTED, "; ".join(sorted(t.value for t in trust))))
 
 
 @dataclass
 class _DomainVerdict:
+    judgement: MessageJudgement
     spam_rules: list[str] = field(default_factory=list)
-    trusted: str = ""  # why downstream filters may skip this mail ('' = they may not)
     block: BlockEvent | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def _judge_domain(
     view: MilterView,
     facts: MessageFacts,
     policy: DomainPolicy,
-    received: list[str],
+    received: list[bytes],
     text: MessageText,
 ) -> _DomainVerdict:
-    verdict = _DomainVerdict()
-    client = parse_client_address(facts.client_ip)
-    gateway = policy.block.gateway
-    address, client_text = client, facts.client_ip
-    via_gateway = bool(gateway.enabled and client and policy.gateway.lookup(*client))
-    if via_gateway:
-        found = original_client(
+    original: OriginalClient | None = None
+    if is_gateway_client(policy, facts.client_ip):
+        original = original_client(
             received,
             lambda ip: policy.gateway.lookup_text(ip) is not None,
-            max_hops=gateway.max_hops,
+            max_hops=policy.block.gateway.max_hops,
         )
-        if found.address is None:
-            verdict.notes.append(
-                f"{policy.owner}: original IP unknown ({found.problem});"
-                " the gateway counts as the client"
-            )
-        else:
-            client_text, address = found.address, parse_client_address(found.address)
-            verdict.notes.append(f"{policy.owner}: original IP {found.address}")
-    allowed = policy.allowed.lookup(*address) if address else None
-    if via_gateway and allowed is None and address != client:
-        blocked = policy.blocked.lookup(*address) if address else None
-        if blocked is not None:
-            verdict.block = BlockEvent(policy.owner, blocked.text, client_text, time.time())
-            verdict.notes.append(f"{policy.owner}: original IP blocked by {blocked.text}")
-            return verdict
-    if allowed is not None:
-        verdict.trusted = "allowed-ip"
-    elif via_gateway and gateway.skip_spam_filter:
-        verdict.trusted = "gateway"
-    if allowed is None:
+    judgement = judge_message(
+        policy, facts.client_ip, original_ip=original.address if original else None
+    )
+    if original is not None and original.address is None:
+        judgement = replace(judgement, reason=f"{judgement.reason} ({original.problem})")
+    verdict = _DomainVerdict(judgement)
+    if judgement.blocked_entry is not None and judgement.subject_ip is not None:
+        verdict.block = BlockEvent(
+            policy.owner, judgement.blocked_entry.text, judgement.subject_ip, time.time()
+        )
+    elif judgement.spam_rules:
         verdict.spam_rules = matching_rules(view.rules.get(policy.owner, ()), text)
     return verdict

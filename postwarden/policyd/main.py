@@ -19,7 +19,6 @@ from postwarden import log as logsetup
 from postwarden import metrics
 from postwarden.errors import PostwardenError
 from postwarden.metrics import start_metrics
-from postwarden.policyd.netstring import encode
 from postwarden.policyd.protocol import format_reply, parse_request
 from postwarden.policyd.server import (
     FramedProtocol,
@@ -34,6 +33,7 @@ from postwarden.settings import daemon_status
 from postwarden.settings.audit import FileChanges
 from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.state_writer import StateWriter
+from postwarden.util.netstring import encode
 
 log = logging.getLogger("postwarden.policyd")
 
@@ -106,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.settings,
             partial(compile_view, global_tls_level=level),
             on_settings_change=settings_changed,
+            on_settings_refused=lambda reason: metrics.SETTINGS_REFUSED.labels(reason).inc(),
         )
         settings_changed(None, daemon.source.current)
     except (PostwardenError, OSError) as exc:

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 
 from postwarden import metrics
 from postwarden.errors import PostwardenError
-from postwarden.policyd.netstring import NetstringDecoder, encode
 from postwarden.policyd.protocol import MAX_REQUEST
+from postwarden.util.netstring import NetstringDecoder, encode
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,17 @@ Description:
     ``untag``      tagged address → the original (the route transport's generic map)
     ``rcptok``     a recipient Postfix's own tables do not know → ``OK`` when an inbound
                    rule routes unknown recipients for this very transaction
+    ``unknown``    an address → ``OK`` when ``rcptok`` accepted it within the last hour
+                   (the milter asks, for "keep a local copy": known recipients only)
 
     Postfix asks ``rcptok`` only after its own recipient tables said no, and after the
     policy check of the same RCPT: the policy answer notes the recipients a rule with
     "route unknown recipients" applies to (the condition internal/external needs the
     client and sender, which a table lookup does not see), and ``rcptok`` admits exactly
-    those, for a minute. Admitted recipients are noted in the state database, where the
-    milter tells known from unknown recipients for "keep a local copy".
+    those: each policy answer admits one lookup, within a minute (:class:`Admissions`), so
+    another transaction to the same address cannot ride on it. Admitted recipients are
+    noted in the state database, where the milter tells known from unknown recipients for
+    "keep a local copy".
 
 Settings read:
     ``domains.*`` (IP lists, gateway, TLS policies, inbound routing), ``trusted_networks``,
@@ -31,10 +35,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from postwarden import metrics
+from postwarden.address import canonical_address, envelope_address
 from postwarden.decision import Decision, Facts, Rule, Verdict, decide_recipient
 from postwarden.policyd.protocol import PolicyRequest
 from postwarden.policyd.tlspolicy import TlsTable, compile_tls_table
@@ -49,6 +55,62 @@ log = logging.getLogger("postwarden.policyd")
 DUNNO = "DUNNO"
 TEMPFAIL = "451 4.3.5 Temporary policy service failure, try again later"
 ADMIT_UNKNOWN_FOR = 60.0  # seconds between the policy answer and Postfix's rcptok lookup
+ADMISSIONS_LIMIT = 100_000  # pending admissions at most (about 200 bytes each)
+ADMISSIONS_PER_ADDRESS = 8  # concurrent transactions to one unknown address
+UNKNOWN_NOTE_LIFETIME = 3600.0  # how long the milter may ask whether rcptok accepted one
+
+
+class Admissions:
+    """Single-use admissions of unknown recipients that expire: O(1) per call, bounded.
+
+    A socketmap lookup carries only the address, not the transaction, so each policy
+    answer admits exactly one lookup of that address; expired admissions are dropped in
+    admission order. When *limit* admissions are pending, new ones are refused (the
+    recipient is then rejected as unknown, as Postfix would without postwarden); one
+    address holds at most :data:`ADMISSIONS_PER_ADDRESS` of them.
+    """
+
+    def __init__(self, lifetime: float = ADMIT_UNKNOWN_FOR, limit: int = ADMISSIONS_LIMIT):
+        self.lifetime = lifetime
+        self.limit = limit
+        self._by_address: dict[str, deque[float]] = {}  # address -> expiry times, oldest first
+        self._order: deque[tuple[float, str]] = deque()  # every admission, oldest first
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def admit(self, address: str, now: float) -> bool:
+        self._expire(now)
+        if len(self._order) >= self.limit:
+            return False
+        pending = self._by_address.setdefault(address, deque())
+        if len(pending) >= ADMISSIONS_PER_ADDRESS:
+            return True  # as many transactions as can be under way are admitted already
+        until = now + self.lifetime
+        self._order.append((until, address))
+        pending.append(until)
+        return True
+
+    def take(self, address: str, now: float) -> bool:
+        """Use up one admission of *address*; False when there is none."""
+        self._expire(now)
+        pending = self._by_address.get(address)
+        if not pending:
+            return False
+        pending.popleft()
+        if not pending:
+            del self._by_address[address]
+        return True
+
+    def _expire(self, now: float) -> None:
+        order, by_address = self._order, self._by_address
+        while order and order[0][0] <= now:
+            _, address = order.popleft()
+            pending = by_address.get(address)
+            while pending and pending[0] <= now:
+                pending.popleft()
+            if pending is not None and not pending:
+                del by_address[address]
 
 
 @dataclass(frozen=True)
@@ -68,18 +130,49 @@ def compile_view(snapshot: Snapshot, *, global_tls_level: str = "may") -> Policy
     )
 
 
+class RecentAddresses:
+    """Addresses noted within *lifetime* seconds: O(1) per call, at most *limit* of them."""
+
+    def __init__(self, lifetime: float = UNKNOWN_NOTE_LIFETIME, limit: int = 100_000) -> None:
+        self.lifetime = lifetime
+        self.limit = limit
+        self._until: dict[str, float] = {}
+        self._order: deque[tuple[float, str]] = deque()
+
+    def add(self, address: str, now: float) -> None:
+        self._expire(now)
+        if len(self._order) >= self.limit:  # the oldest notes go first
+            _, oldest = self._order.popleft()
+            self._until.pop(oldest, None)
+        until = now + self.lifetime
+        self._until[address] = until
+        self._order.append((until, address))
+
+    def __contains__(self, item: tuple[str, float]) -> bool:
+        address, now = item
+        return self._until.get(address, 0.0) > now
+
+    def _expire(self, now: float) -> None:
+        while self._order and self._order[0][0] <= now:
+            until, address = self._order.popleft()
+            if self._until.get(address) == until:
+                del self._until[address]
+
+
 class PolicyService:
     """Answers over the current view; *record* takes what the state database should keep."""
 
     def __init__(self, view: Callable[[], PolicydView], record: Callable[[Event], None]) -> None:
         self.view = view
         self.record = record
-        self._admitted: dict[str, float] = {}  # recipient -> until (monotonic)
+        self.admissions = Admissions()
+        self.accepted_unknown = RecentAddresses()
         self.tables: dict[str, Callable[[PolicydView, str], str | None]] = {
             "tlspolicy": lambda view, key: view.tls.lookup(key),
             "transport": self._transport,
             "untag": self._untag,
             "rcptok": self._rcptok,
+            "unknown": self._unknown,
         }
 
     def answer_policy(self, request: PolicyRequest) -> str:
@@ -108,7 +201,7 @@ class PolicyService:
         elif decision.verdict is Verdict.ACCEPT and unknown_recipient_rule(
             view.snapshot, facts, decision.direction
         ):
-            self._admit(request.recipient)
+            self._admit(canonical_address(envelope_address(request.recipient)))
         _log_decision(request, decision)
         metrics.POLICY_DECISIONS.labels(decision.rule.value, decision.governing_domain or "-").inc()
         metrics.POLICY_SECONDS.observe(time.perf_counter() - start)
@@ -134,15 +227,24 @@ class PolicyService:
         return tagged[0] if tagged and tagged[1] in view.routes else None
 
     def _admit(self, recipient: str) -> None:
-        now = time.monotonic()
-        if len(self._admitted) > 10_000:  # keep the table small under any load
-            self._admitted = {r: t for r, t in self._admitted.items() if t > now}
-        self._admitted[recipient.lower()] = now + ADMIT_UNKNOWN_FOR
+        if not self.admissions.admit(recipient, time.monotonic()):
+            metrics.ADMISSIONS_REFUSED.inc()
+            log.warning(
+                "unknown recipient <%s> not admitted: %d admissions pending (the limit)",
+                recipient,
+                len(self.admissions),
+            )
+
+    def _unknown(self, view: PolicydView, key: str) -> str | None:
+        address = canonical_address(envelope_address(key))
+        return "unknown" if (address, time.monotonic()) in self.accepted_unknown else None
 
     def _rcptok(self, view: PolicydView, key: str) -> str | None:
-        address = key.strip("<>").lower()
-        if self._admitted.get(address, 0.0) < time.monotonic():
+        address = canonical_address(envelope_address(key))
+        now = time.monotonic()
+        if not self.admissions.take(address, now):
             return None
+        self.accepted_unknown.add(address, now)
         self.record(UnknownRecipient(address, time.time()))
         log.info("unknown recipient <%s> accepted for routing", address)
         return "OK"

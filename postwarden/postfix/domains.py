@@ -5,12 +5,21 @@ Description:
     (``mydestination``, ``virtual_alias_domains``, ``virtual_mailbox_domains``,
     ``relay_domains``); postwarden's settings apply only to the domains listed as hosted.
     When the two disagree, either mail postwarden should judge reaches Postfix under no
-    postwarden settings, or postwarden holds settings Postfix never uses. Both are warnings.
+    postwarden settings, or postwarden holds settings Postfix never uses. Both are warnings,
+    as is a route that relays outbound mail without a hand-back listener to return it to.
 """
 
 from __future__ import annotations
 
-from postwarden.postfix.postconf import ADDRESS_CLASSES, parameters, split_list, table_has
+from postwarden.postfix.postconf import (
+    ADDRESS_CLASSES,
+    parameters,
+    service_overrides,
+    split_list,
+    table_has,
+)
+from postwarden.routing import HANDBACK_DAEMON_NAME
+from postwarden.settings.model import Settings
 
 
 def _is_table(item: str) -> bool:
@@ -74,3 +83,34 @@ def relay_bypass(has_outgoing_policies: bool, config_dir: str | None = None) -> 
             f" {nexthop}; the outgoing TLS policies of partner domains do not apply"
         )
     return warnings
+
+
+def handback_listener_missing(settings: Settings, config_dir: str | None = None) -> list[str]:
+    """A warning when routes relay mail that may come back but no hand-back listener exists.
+
+    A route that relays outbound mail (a DLP gateway) hands it back; arriving on port 25
+    from a trusted address it would be routed again. The hand-back listener is recognised
+    by its ``milter_macro_daemon_name``, which Postfix sets and the client cannot.
+    """
+    relaying = sorted(
+        {
+            rule.route
+            for block in settings.domains.values()
+            if block is not None
+            for rule in block.outbound_routing
+            if rule.action == "change-route"
+        }
+    )
+    if not relaying:
+        return []
+    marks = service_overrides(config_dir)
+    if any(
+        name.endswith("/milter_macro_daemon_name") and value == HANDBACK_DAEMON_NAME
+        for name, value in marks.items()
+    ):
+        return []
+    return [
+        f"route(s) {', '.join(relaying)} relay outbound mail, but master.cf has no hand-back"
+        " listener (postwarden postfix-config --apply adds it): mail such a route hands back"
+        " to port 25 cannot be told from new mail and may be routed again"
+    ]

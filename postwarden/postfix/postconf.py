@@ -66,6 +66,8 @@ def set_parameters(argv: Sequence[str], config_dir: str | None = None) -> None:
 def inet_listeners(config_dir: str | None = None) -> set[tuple[str, int]]:
     """(address, port) of every ``inet`` service in master.cf; ``*`` for all addresses."""
     result = _run(["postconf", *_config_args(config_dir), "-M"])
+    if result.returncode != 0:
+        raise PostfixUnavailable(f"postconf -M failed: {result.stderr.strip()}")
     listeners: set[tuple[str, int]] = set()
     for line in result.stdout.splitlines():
         fields = line.split()
@@ -83,6 +85,19 @@ def _service_port(name: str) -> int:
         return socket.getservbyname(name, "tcp")
     except OSError:
         return 0
+
+
+def service_overrides(config_dir: str | None = None) -> dict[str, str]:
+    """Every ``-o`` override in master.cf: ``service/type/name`` → value (``postconf -P``)."""
+    result = _run(["postconf", *_config_args(config_dir), "-P"])
+    if result.returncode != 0:
+        raise PostfixUnavailable(f"postconf -P failed: {result.stderr.strip()}")
+    overrides = {}
+    for line in result.stdout.splitlines():
+        name, sep, value = line.partition(" = ")
+        if sep:
+            overrides[name.strip()] = value.strip()
+    return overrides
 
 
 def has_service(service: str, config_dir: str | None = None) -> bool:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from postwarden.errors import PostwardenError
 from postwarden.postfix.postconf import split_list
+from postwarden.routing import HANDBACK_DAEMON_NAME
 
 RELAY_CONTROL = ("reject_unauth_destination", "defer_unauth_destination")
 POLICY_TIMEOUT = "10s"
@@ -144,8 +145,13 @@ def policyd_wiring(
 MILTER_PARAMETER = "postwarden_milter"
 SMTPD_MILTERS_PARAMETER = "postwarden_smtpd_milters"
 MILTER_TIMEOUTS = "connect_timeout=10s, command_timeout=30s, content_timeout=120s"
-# The macros the milter reads, by the parameter that must send them.
-MILTER_MACROS = {"milter_mail_macros": "{auth_authen}", "milter_end_of_data_macros": "i"}
+# The macros the milter reads, by the parameter that must send them; each is in Postfix's
+# defaults ({daemon_name} at connect, and macro values persist to later stages).
+MILTER_MACROS = {
+    "milter_mail_macros": "{auth_authen}",
+    "milter_end_of_data_macros": "i",
+    "milter_connect_macros": "{daemon_name}",
+}
 
 
 def milter_wiring(
@@ -227,6 +233,49 @@ def _milter_list(value: str) -> list[str]:
 # socketmap tables for virtual_mailbox_maps, and needs none: it only delivers).
 RECIPIENT_TABLES = ("virtual_mailbox_maps", "relay_recipient_maps", "local_recipient_maps")
 ROUTE_SERVICE = "postwarden-route/unix"
+HANDBACK_LISTEN = "127.0.0.1:10046"
+HANDBACK_NETWORKS_PARAMETER = "postwarden_handback_networks"
+HANDBACK_MARK = f"milter_macro_daemon_name={HANDBACK_DAEMON_NAME}"
+
+
+def handback_wiring(*, listen: str, networks: Sequence[str]) -> list[Line]:
+    """The listener where routes hand mail back (a DLP gateway relaying outbound mail).
+
+    Mail arriving there was judged and routed on its way out: Postfix marks it with
+    ``milter_macro_daemon_name`` (the client cannot), the milter delivers it as addressed,
+    and no policy check applies. Only *networks* (loopback and the routes written as
+    ``[address]``) may use it, and they may relay through it.
+    """
+    service = f"{listen}/inet"
+    options = {
+        "syslog_name": "postfix/postwarden-handback",
+        "milter_macro_daemon_name": HANDBACK_DAEMON_NAME,
+        "mynetworks": f"${HANDBACK_NETWORKS_PARAMETER}",
+        "smtpd_client_restrictions": "permit_mynetworks,reject",
+        "smtpd_relay_restrictions": "permit_mynetworks,reject",
+        "smtpd_recipient_restrictions": "",
+        "smtpd_milters": f"${SMTPD_MILTERS_PARAMETER}",
+    }
+    return [
+        Line(
+            "main",
+            HANDBACK_NETWORKS_PARAMETER,
+            " ".join(networks),
+            "who may hand mail back: loopback and the routes given as [address]; add the"
+            " addresses of routes given by name",
+        ),
+        Line(
+            "service",
+            service,
+            f"{listen} inet n - - - - smtpd",
+            "routes that hand mail back deliver it here (not to port 25): it is delivered"
+            " as addressed, never routed again",
+        ),
+        *(
+            Line("master", f"{service}/{name}", value, f"hand-back listener: {name}")
+            for name, value in options.items()
+        ),
+    ]
 
 
 def routing_wiring(

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 from postwarden.settings.model import DomainBlock, Settings
 from postwarden.settings.schema import IpEntry, Path, Report
-from postwarden.util.iptable import find_overlaps
+from postwarden.util.iptable import IpTable, find_overlaps
 from postwarden.util.labels import route_label
 
 
@@ -28,6 +28,25 @@ def check_settings(settings: Settings, report: Report) -> None:
     _check_ip_list(settings.trusted_networks, ("trusted_networks",), report)
     _check_tls_bypass(settings, report)
     _check_route_labels(settings, report)
+    _check_trusted_relaying_routes(settings, report)
+
+
+def _check_trusted_relaying_routes(settings: Settings, report: Report) -> None:
+    """A relaying route in trusted_networks that hands mail back to port 25 would loop."""
+    trusted = IpTable((entry.range, entry) for entry in settings.trusted_networks)
+    for domain, block in settings.domains.items():
+        for index, rule in enumerate(block.outbound_routing if block else ()):
+            route = settings.routes.get(rule.route)
+            address = route.address if route else None
+            if rule.action != "change-route" or not address:
+                continue
+            if trusted.lookup_text(address) is not None:
+                report.warn(
+                    ("domains", domain, "outbound_routing", index),
+                    f"route {rule.route!r} ({address}) is in trusted_networks: mail it hands"
+                    " back on port 25 looks like new outbound mail and would be routed again;"
+                    " let it hand mail back to the postwarden-handback listener",
+                )
 
 
 def _check_route_labels(settings: Settings, report: Report) -> None:

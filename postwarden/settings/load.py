@@ -7,6 +7,12 @@ Description:
     Writing emits a canonical YAML document; the command line writes through this, then reads
     the result back through the same path, so a file it wrote is always one it accepts.
 
+    Every document written ends with YAML's explicit document end, ``...``, on its last line.
+    A file cut short (``truncate``, an editor or a writer that died mid-write) loses it: the
+    daemons then refuse the file if the settings they run with had it (see
+    :class:`~postwarden.settings.source.SnapshotSource`). A cut at a line boundary can
+    leave valid YAML with a domain or a list missing; the marker is what tells.
+
 Errors:
     :class:`SettingsInvalid` carries every finding; warnings never fail a file.
 """
@@ -30,8 +36,10 @@ SETTINGS_RECORD = Record(Settings)
 HEADER = (
     "# postwarden settings. Validate with: postwarden check FILE\n"
     "# postwarden commands rewrite this file in this layout; keep notes in `note:` fields,\n"
-    "# other comments are not kept.\n"
+    "# other comments are not kept. Keep the last line, '...': a file that loses it looks\n"
+    "# cut short, and the daemons keep their last good settings.\n"
 )
+DOCUMENT_END = "..."
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ class Loaded:
     settings: Settings
     warnings: list[Finding]
     digest: str
+    complete: bool = False  # ends with the document end marker "..."
 
 
 def load_text(data: str | bytes, source: str) -> Loaded:
@@ -95,7 +104,16 @@ def load_text(data: str | bytes, source: str) -> Loaded:
     )
     if report.errors or not isinstance(settings, Settings):
         raise SettingsInvalid(findings)
-    return Loaded(settings, findings, digest)
+    return Loaded(settings, findings, digest, ends_with_document_end(raw))
+
+
+def ends_with_document_end(raw: bytes) -> bool:
+    """Whether the last line that is not blank or a comment is ``...``."""
+    for line in reversed(raw.splitlines()):
+        text = line.strip()
+        if text and not text.startswith(b"#"):
+            return text == DOCUMENT_END.encode()
+    return False
 
 
 def dump(settings: Settings) -> str:
@@ -109,7 +127,7 @@ def dump(settings: Settings) -> str:
         allow_unicode=True,
         width=100,
     )
-    return HEADER + body
+    return f"{HEADER}{body}{DOCUMENT_END}\n"
 
 
 def _locate(problem: Problem, root: yaml.Node, source: str) -> Finding:

@@ -10,6 +10,13 @@ Description:
     problems are logged once per distinct content, and the daemon keeps answering with what it
     had. Only the very first load must succeed (a daemon without settings must not start).
 
+    Nor does a file that looks cut short: when the settings in force ended with YAML's
+    document end ``...`` (the command line always writes it) and the new file does not, it
+    was truncated or half-written, and a valid-looking prefix of it would silently drop
+    domains or list entries. Such a file is refused (logged and counted) until it ends
+    with ``...`` again; a deliberate hand edit that keeps the marker applies at once.
+    Warnings about a file (overlaps, wide ranges) are logged as warnings, once per version.
+
     This is the narrow interface a later shared-database backend replaces: ``current`` and
     ``refresh()``.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from postwarden.settings.load import SettingsInvalid, load_text
@@ -34,12 +42,15 @@ _Signature = tuple[int, int, int, int, int]
 class SnapshotSource:
     """The last good snapshot of one settings file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, on_refused: Callable[[str], None] | None = None) -> None:
+        """*on_refused(reason)* counts each refused version ("invalid", "cut-short")."""
         self.path = path
+        self._on_refused = on_refused or (lambda reason: None)
         self._signature: _Signature | None = None
         self._rejected_digest: str | None = None
         self._read_error = ""
         self._current: Snapshot | None = None
+        self._complete = False  # the settings in force ended with "..."
 
     @property
     def current(self) -> Snapshot:
@@ -57,6 +68,7 @@ class SnapshotSource:
         self._install(
             compile_settings(loaded.settings, digest=loaded.digest, source=str(self.path))
         )
+        self._complete = loaded.complete
         self._signature = signature
         return self.current
 
@@ -83,14 +95,32 @@ class SnapshotSource:
             digest = hashlib.sha256(data).hexdigest()
             if self._rejected_digest != digest:  # log each bad version once, not every second
                 self._rejected_digest = digest
+                self._on_refused("invalid")
                 for finding in exc.findings:
-                    log.error("settings rejected, keeping the last good settings: %s", finding)
+                    if finding.warning:
+                        log.warning("%s", finding)
+                    else:
+                        log.error("settings rejected, keeping the last good settings: %s", finding)
             return False
         if loaded.digest == current.digest:
             return False
+        if self._complete and not loaded.complete:
+            if self._rejected_digest != loaded.digest:  # once per bad version
+                self._rejected_digest = loaded.digest
+                self._on_refused("cut-short")
+                log.error(
+                    "settings %s look cut short: the settings in force end with the document"
+                    " end '...' and this file does not (truncated or half-written?); keeping"
+                    " the last good settings. End the file with a line '...' to apply it.",
+                    self.path,
+                )
+            return False
+        for finding in loaded.warnings:
+            log.warning("%s", finding)
         self._install(
             compile_settings(loaded.settings, digest=loaded.digest, source=str(self.path))
         )
+        self._complete = loaded.complete
         log.info(
             "settings reloaded: %s domains, digest %s",
             len(self.current.policies),

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import sys
 
-from tests.bench import bench_dkim, bench_milter, bench_policyd, bench_settings
+from tests.bench import (
+    bench_dkim,
+    bench_milter,
+    bench_policyd,
+    bench_settings,
+    bench_unknown_recipients,
+)
 
 BENCHMARKS = {
     "settings": bench_settings.main,
     "policyd": bench_policyd.main,
+    "unknown-recipients": bench_unknown_recipients.main,
     "dkim": bench_dkim.main,
     "milter": bench_milter.main,
 }

@@ -79,6 +79,15 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _wait_for_port(port: int) -> None:
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
 def _run_load(port: int, pid: int, requests: list[bytes], connections: int) -> None:
     latencies: list[float] = []
 
@@ -136,12 +145,7 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            _wait_for_port(port)
             print(
                 f"daemon ready; resident memory {_rss_mb(daemon.pid):.0f} MB"
                 f" with {2 * ENTRIES:,} entries"

@@ -133,6 +133,7 @@ class PostfixInstance:
         self.hosted = {domain: tuple(users) for domain, users in hosted.items()}
         self.routes = dict(routes or {})
         self.ports = {name: free_port() for name in LISTENERS}
+        self.handback_port = free_port()  # for postwarden's hand-back listener, once wired
         self.listener_options: dict[str, dict[str, str]] = {
             "mx": {},
             "submission": {"syslog_name": "postfix/submission", "smtpd_sasl_auth_enable": "yes"},

@@ -41,12 +41,20 @@ class Installation:
         self.state_dir = base / "state"
         self.state_dir.mkdir(mode=0o750)
         os.chown(self.state_dir, user.uid, user.gid)
+        self.postfix_config_dir: Path | None = None  # the Postfix instance it serves
         self.cli("init", primary)
 
     def cli(
         self, *argv: str, check: bool = True, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``postwarden ARGV`` as root, as an administrator would."""
+        """Run ``postwarden ARGV`` as root, as an administrator would.
+
+        ``MAIL_CONFIG`` names the Postfix instance this installation serves, once wired.
+        """
+        env = dict(os.environ)
+        env.pop("MAIL_CONFIG", None)
+        if self.postfix_config_dir is not None:
+            env["MAIL_CONFIG"] = str(self.postfix_config_dir)
         done = subprocess.run(
             [
                 PYTHON,
@@ -63,6 +71,7 @@ class Installation:
             check=False,
             input=stdin,
             timeout=60,
+            env=env,
         )
         if check and done.returncode != 0:
             raise AssertionError(f"postwarden {' '.join(argv)}: {done.returncode}\n{done.stderr}")
@@ -183,6 +192,7 @@ class Policyd(ServiceDaemon):
 
     def wire(self, postfix: PostfixInstance, *, listener: str = "mx") -> None:
         """``postwarden postfix-config --apply`` for *postfix*'s port-25 listener, reload."""
+        self.installation.postfix_config_dir = postfix.config_dir
         self.installation.cli(
             "postfix-config",
             "--apply",
@@ -196,6 +206,8 @@ class Policyd(ServiceDaemon):
             self.socketmap_address,
             "--components",
             "policyd",
+            "--handback-listen",
+            f"127.0.0.1:{postfix.handback_port}",
         )
         _settle(postfix)
         postfix.reload()
@@ -206,16 +218,18 @@ class MilterDaemon(ServiceDaemon):
 
     module, log_name = "postwarden.milter.main", "milter.log"
 
-    def __init__(self, installation: Installation) -> None:
+    def __init__(self, installation: Installation, policyd: Policyd | None = None) -> None:
         super().__init__(installation)
         self.port = free_port()
+        self.policyd = policyd  # asked which recipients Postfix did not know
 
     @property
     def address(self) -> str:
         return f"inet:127.0.0.1:{self.port}"
 
     def arguments(self) -> list[str]:
-        return ["--socket", self.address]
+        policyd = self.policyd.socketmap_address if self.policyd else "none"
+        return ["--socket", self.address, "--policyd-socketmap", policyd]
 
     def wait_until_ready(self) -> None:
         wait_for_port("127.0.0.1", self.port, timeout=15, proc=self.process)
@@ -226,6 +240,7 @@ def wire(postfix: PostfixInstance, policyd: Policyd | None, milter: MilterDaemon
     daemons = ["--milter", milter.address]
     if policyd is not None:
         daemons += ["--policy", policyd.policy_address, "--socketmap", policyd.socketmap_address]
+    milter.installation.postfix_config_dir = postfix.config_dir
     milter.installation.cli(
         "postfix-config",
         "--apply",
@@ -237,6 +252,8 @@ def wire(postfix: PostfixInstance, policyd: Policyd | None, milter: MilterDaemon
         f"127.0.0.1:{postfix.submission_port}/inet",
         "--components",
         "milter" if policyd is None else "policyd,milter",
+        "--handback-listen",
+        f"127.0.0.1:{postfix.handback_port}",
         *daemons,
     )
     _settle(postfix)

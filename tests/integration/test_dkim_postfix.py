@@ -63,7 +63,8 @@ def publish_and_verify(
 def outbound(
     postfix_factory: Callable[..., PostfixInstance], installation: Installation, smtp_sink: SmtpSink
 ) -> Iterator[PostfixInstance]:
-    policyd, milter = Policyd(installation), MilterDaemon(installation)
+    policyd = Policyd(installation)
+    milter = MilterDaemon(installation, policyd)
     policyd.start()
     milter.start()
     try:
@@ -209,4 +210,34 @@ def test_rotation_keeps_the_old_key_until_the_new_one_verifies(
     submit(outbound, "alice@hosted.test")
     message = wait_new(smtp_sink, 2)
     assert (signature_tags(message)["s"], signature_tags(message)["a"]) == ("new", "ed25519-sha256")
+    assert verify(message, dns_server)
+
+
+@pytest.mark.parametrize(
+    "display",
+    [
+        "=?utf-8?q?M=C3=BCller=2C_Hans?=",  # decodes to a comma: still one address
+        "=?utf-8?b?Q?=",  # a malformed encoded word: read as text, never a tempfail
+    ],
+)
+def test_an_encoded_display_name_is_signed(
+    outbound: PostfixInstance,
+    installation: Installation,
+    dns_server: DnsServer,
+    smtp_sink: SmtpSink,
+    display: str,
+) -> None:
+    publish_and_verify(installation, dns_server, "hosted.test")
+    time.sleep(1.5)
+    result = send(
+        outbound.submission_port,
+        "alice@hosted.test",
+        ["x@ext.example"],
+        client_ip="192.0.2.1",
+        sasl_user="alice",
+        headers={"Subject": "signed?", "From": f"{display} <alice@hosted.test>"},
+    )
+    assert result.queue_id, result
+    message = wait_new(smtp_sink, 1)
+    assert signature_tags(message)["d"] == "hosted.test"
     assert verify(message, dns_server)

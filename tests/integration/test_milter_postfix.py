@@ -52,7 +52,8 @@ def installation(traversable_tmp: Path, service_user: ServiceUser) -> Installati
 
 @pytest.fixture
 def daemons(installation: Installation) -> Iterator[tuple[Policyd, MilterDaemon]]:
-    policyd, milter = Policyd(installation), MilterDaemon(installation)
+    policyd = Policyd(installation)
+    milter = MilterDaemon(installation, policyd)
     policyd.start()
     milter.start()
     try:

@@ -21,7 +21,8 @@ def running(
     traversable_tmp: Path, service_user: ServiceUser
 ) -> Iterator[tuple[Installation, Policyd, MilterDaemon]]:
     installation = Installation(traversable_tmp, service_user)
-    policyd, milter = Policyd(installation), MilterDaemon(installation)
+    policyd = Policyd(installation)
+    milter = MilterDaemon(installation, policyd)
     policyd.start()
     milter.start()
     try:

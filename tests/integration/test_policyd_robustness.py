@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from postwarden.policyd.netstring import encode
+from postwarden.util.netstring import encode
 from tests.harness import ServiceUser
 from tests.harness.fixtures import make_traversable_dir
 from tests.integration.daemons import Installation, Policyd

@@ -50,16 +50,18 @@ def mx(
     installation: Installation,
     sinks: dict[str, SmtpSink],
 ) -> Iterator[PostfixInstance]:
-    for name in ("archive", "dlp"):
-        installation.cli(
-            "route", "add", name, "--host", "[127.0.0.1]", "--port", str(sinks[name].port)
-        )
-    policyd, milter = Policyd(installation), MilterDaemon(installation)
+    policyd = Policyd(installation)
+    milter = MilterDaemon(installation, policyd)
     policyd.start()
     milter.start()
     try:
         instance = postfix_factory(hosted=HOSTED, routes={"ext.example": sinks["internet"].nexthop})
         wire(instance, policyd, milter)
+        for name in ("archive", "dlp"):
+            installation.cli(
+                "route", "add", name, "--host", "[127.0.0.1]", "--port", str(sinks[name].port)
+            )
+        time.sleep(RELOAD)
         yield instance
     finally:
         milter.stop()
@@ -332,3 +334,74 @@ def test_internal_mail_via_the_gateway(
     assert gateway.log_text().count("status=sent") == 1
     assert "loop" not in mx.log_text().lower()
     assert "pwroute" not in delivered.raw.decode(errors="replace")
+
+
+def test_journal_rules_see_gateway_mail_once(
+    mx: PostfixInstance,
+    installation: Installation,
+    sinks: dict[str, SmtpSink],
+    postfix_factory: Callable[..., PostfixInstance],
+) -> None:
+    """Internal mail via the gateway and external mail the gateway delivers: one journal copy
+    each (the gateway's client address decides nothing about routing)."""
+    gateway = postfix_factory(
+        hosted={},
+        relay_domains=["hosted.test"],
+        routes={"hosted.test": f"smtp:[127.0.0.1]:{mx.mx_port}"},
+        main_cf={"smtp_bind_address": "127.0.0.5", "mynetworks": "127.0.0.0/8"},
+    )
+    installation.cli("route", "add", "gw", "--host", "[127.0.0.1]", "--port", str(gateway.mx_port))
+    installation.cli(
+        "gateway", "set", "--enable", "--ips", "127.0.0.5", "--internal-via-gateway", "on",
+        "--route", "gw",
+    )  # fmt: skip
+    rule(
+        installation, "inbound", "add", "journal", "--route", "archive", "--condition", "all",
+        "--keep-local-copy",
+    )  # fmt: skip
+    internal(mx, "bob@hosted.test")
+    mx.wait_for_mailbox("bob@hosted.test")
+    assert len(sinks["archive"].wait_for(1)) == 1
+    external = send(gateway.mx_port, "a@ext.example", ["bob@hosted.test"], client_ip="198.51.100.9")
+    assert external.queue_id, external
+    mx.wait_for_mailbox("bob@hosted.test", 2)
+    journal = received_rcpts(sinks["archive"], 2)
+    mx.wait_until_queue_empty()
+    gateway.wait_until_queue_empty()
+    time.sleep(0.5)
+    assert [r.address for m in sinks["archive"].messages() for r in m.rcpts] == [
+        "bob@hosted.test",
+        "bob@hosted.test",
+    ], journal
+    assert len(mx.mailbox("bob@hosted.test")) == 2
+    assert gateway.log_text().count("status=sent") == 2  # each message once, no loop
+
+
+def test_a_relaying_route_hands_mail_back_to_the_handback_listener(
+    mx: PostfixInstance,
+    installation: Installation,
+    sinks: dict[str, SmtpSink],
+    postfix_factory: Callable[..., PostfixInstance],
+) -> None:
+    """A DLP gateway relays outbound mail back: it arrives on the hand-back listener and is
+    delivered as addressed, once, never routed to the DLP again."""
+    dlp = postfix_factory(
+        hosted={},
+        relay_domains=["ext.example"],
+        routes={"ext.example": f"smtp:[127.0.0.1]:{mx.handback_port}"},
+        main_cf={"smtp_bind_address": "127.0.0.6", "mynetworks": "127.0.0.0/8"},
+    )
+    installation.cli("route", "add", "scan", "--host", "[127.0.0.1]", "--port", str(dlp.mx_port))
+    rule(
+        installation, "outbound", "add", "dlp", "--route", "scan", "--condition", "external",
+        "--action", "change-route",
+    )  # fmt: skip
+    internal(mx, "x@ext.example")
+    (delivered,) = sinks["internet"].wait_for(1)
+    assert delivered.rcpt_addresses == ["x@ext.example"]
+    mx.wait_until_queue_empty()
+    dlp.wait_until_queue_empty()
+    time.sleep(0.5)
+    assert len(sinks["internet"].messages()) == 1
+    assert dlp.log_text().count("status=sent") == 1  # the DLP saw it once
+    assert "postfix/postwarden-handback" in mx.log_text()

@@ -47,7 +47,8 @@ def test_snippets_wire_working_daemons(
     installation = Installation(traversable_tmp, service_user)
     installation.cli("block", "add", "203.0.113.0/24")
     installation.cli("spam-rule", "add", "pills", "--field", "subject", "--pattern", "pills")
-    policyd, milter = Policyd(installation), MilterDaemon(installation)
+    policyd = Policyd(installation)
+    milter = MilterDaemon(installation, policyd)
     policyd.start()
     milter.start()
     try:
@@ -66,6 +67,7 @@ def test_snippets_wire_working_daemons(
         for line in _lines("postwarden.master.cf"):
             for default, address in zip(DEFAULTS, addresses, strict=True):
                 line = line.replace(default, address)
+            line = line.replace("127.0.0.1:10046", f"127.0.0.1:{postfix.handback_port}")
             service = "/".join(line.partition("=")[0].split("/")[:2])
             settings.append(line.replace(service, services.get(service, service), 1))
         postfix.postconf_master(*settings)

@@ -85,7 +85,8 @@ class Soak:
         base = make_traversable_dir("pw-soak-")
         installation = Installation(base, ensure_service_user())
         installation.write(SETTINGS)
-        self.daemons = {"policyd": Policyd(installation), "milter": MilterDaemon(installation)}
+        policyd = Policyd(installation)
+        self.daemons = {"policyd": policyd, "milter": MilterDaemon(installation, policyd)}
         for daemon in self.daemons.values():
             daemon.start()
         postfix = PostfixInstance(hosted={"hosted.test": ("bob",)})

@@ -27,12 +27,28 @@ class Result:
         return json.loads(self.out)
 
 
+def write_postfix_config(directory: Path) -> Path:
+    """A minimal private Postfix configuration (never the machine's /etc/postfix)."""
+    directory.mkdir(exist_ok=True)
+    (directory / "main.cf").write_text(
+        "compatibility_level = 3.6\nmyhostname = mx.unit.test\nmydestination =\n"
+    )
+    (directory / "master.cf").write_text(
+        "smtp inet n - y - - smtpd\n127.0.0.1:10587 inet n - n - - smtpd\n"
+    )
+    return directory
+
+
 class Cli:
-    """``postwarden`` run in-process with its own streams, settings file and state dir."""
+    """``postwarden`` run in-process with its own streams, settings file and state dir.
+
+    ``MAIL_CONFIG`` names a private Postfix configuration, as Postfix's own tools read it.
+    """
 
     def __init__(self, tmp: Path) -> None:
         self.settings = tmp / "settings.yaml"
         self.state_dir = tmp / "state"
+        self.postfix_config = write_postfix_config(tmp / "postfix")
 
     def __call__(self, *argv: str, stdin: str = "") -> Result:
         env = Environment(
@@ -42,6 +58,7 @@ class Cli:
             environ={
                 "POSTWARDEN_SETTINGS": str(self.settings),
                 "POSTWARDEN_STATE_DIR": str(self.state_dir),
+                "MAIL_CONFIG": str(self.postfix_config),
             },
         )
         status = main(list(argv), env)

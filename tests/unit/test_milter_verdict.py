@@ -112,6 +112,13 @@ _header_value = st.one_of(
             b"base64",
             b"\xff\xfe\x00",
             b"text/plain; charset=no-such",
+            b"=?utf-8?b?Q?=",  # email.errors.HeaderParseError in the email package
+            b"=?utf-8?q?M=C3=BCller=2C_Hans?= <alice@hosted.test>",
+            b"=?utf-8?b?Q?= <alice@hosted.test>",
+            b'"=?utf-8?q?x?=" <alice@hosted.test>, =?utf-8?b??=',
+            b"from =?us-ascii?q?[198.51.100.7]_by_x?= (unknown [203.0.113.9])\n\tby gw (Postfix)",
+            b"=?iso-2022-jp?b?GyRCJDMkcyRLJEEkTxsoQg?=",
+            b"=?utf-8?q?=FF=FE?=",
         ]
     ),
 )
@@ -126,17 +133,32 @@ _header_value = st.one_of(
     body=st.binary(max_size=3000),
     recipients=st.lists(
         st.sampled_from(
-            ["<bob@hosted.test>", "<c@other.test>", "<x@ext>", "", "<@>", "<\xff@hosted.test>"]
+            [
+                "<bob@hosted.test>",
+                "<c@other.test>",
+                "<x@ext>",
+                "",
+                "<@>",
+                "<\xff@hosted.test>",
+                "<@relay.example:bob@hosted.test>",
+                "<bob@hosted.test.>",
+                '<"b o b"@Hosted.Test>',
+                "<@:>",
+            ]
         ),
         max_size=4,
     ),
+    sasl_user=st.sampled_from(["", "alice"]),
 )
 def test_no_input_makes_the_plan_raise(
-    client: str, headers: list[tuple[str, bytes]], body: bytes, recipients: list[str]
+    client: str,
+    headers: list[tuple[str, bytes]],
+    body: bytes,
+    recipients: list[str],
+    sasl_user: str,
 ) -> None:
-    plan_message(
-        VIEW,
-        MessageFacts(
-            client_ip=client, headers=headers, body=body, recipients=recipients, sasl_user=""
-        ),
-    )
+    """Content never causes a temporary failure: whatever a sender writes, a plan comes out."""
+    facts = MessageFacts(client_ip=client, headers=headers, body=body, sasl_user=sasl_user)
+    for recipient in recipients:
+        facts.add_recipient(recipient, ())
+    plan_message(VIEW, facts)

@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postwarden.policyd.netstring import BadNetstring, NetstringDecoder, encode
 from postwarden.policyd.protocol import (
     MAX_REQUEST,
     MalformedRequest,
     format_reply,
     parse_request,
 )
+from postwarden.util.netstring import BadNetstring, NetstringDecoder, encode
 
 REQUEST = (
     b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.1\n"

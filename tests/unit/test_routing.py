@@ -32,8 +32,8 @@ def snapshot(options: str = "") -> Snapshot:
 
 def test_tags_round_trip() -> None:
     tagged = tag("<Bob@Hosted.test>", "Archive.EU")
-    assert tagged == "Bob@Hosted.test.archive-eu.pwroute.invalid"
-    assert untag(tagged) == ("Bob@Hosted.test", "archive-eu")
+    assert tagged == "Bob@hosted.test.archive-eu.pwroute.invalid"
+    assert untag(tagged) == ("Bob@hosted.test", "archive-eu")
     assert untag("bob@hosted.test") is None
     assert untag("x.pwroute.invalid") is None
 
@@ -104,9 +104,49 @@ def test_outbound_rules_and_send_additionally() -> None:
     ]
 
 
-def test_mail_handed_back_by_a_route_is_not_routed_again() -> None:
+@pytest.mark.parametrize(
+    "written",
+    ["rita@hosted.test.", '"rita"@Hosted.Test', "RITA@hosted.test", "rita@HOSTED.TEST."],
+)
+def test_tags_are_built_from_the_canonical_address(written: str) -> None:
+    """A trailing dot, quotes or case never make a tag Postfix would bounce as bad syntax."""
+    tagged = tag(written, "archive")
+    assert ".." not in tagged and '"' not in tagged
+    assert tagged.lower() == "rita@hosted.test.archive.pwroute.invalid"
+    assert untag(tagged) is not None
+
+
+def test_mail_from_a_route_address_is_routed_like_any_other() -> None:
+    """The client IP never decides that mail is a hand-back (webmail may share it)."""
     recipients, copies = _route(snapshot(), ["bob@hosted.test"], client="192.0.2.9")
-    assert recipients == [("bob@hosted.test", True)] and copies == []
+    assert recipients == [("bob@hosted.test", False)]
+    assert [c[0] for c in copies] == ["archive"]
+
+
+def test_the_senders_orcpt_is_kept_on_a_moved_recipient() -> None:
+    routes = route_message(
+        snapshot(),
+        client_ip="198.51.100.9",
+        sasl_user="",
+        sender="a@ext.example",
+        recipients=[("bob@hosted.test", ("NOTIFY=FAILURE", "ORCPT=rfc822;Bob@Old.Example"))],
+        known=lambda _: True,
+    )
+    assert routes.copies[0].params == ("NOTIFY=FAILURE", "ORCPT=rfc822;Bob@Old.Example")
+
+
+def test_routing_says_why_it_does_not_apply() -> None:
+    routes = route_message(
+        snapshot(),
+        client_ip="198.51.100.9",
+        sasl_user="",
+        sender="a@ext.example",
+        recipients=[("y@plain.test", ()), ("z@ext.example", ())],
+        known=lambda _: True,
+    )
+    reasons = [p.reason for p in routes.recipients]
+    assert reasons[0] == "no inbound rule of plain.test takes external mail"
+    assert "not routed" in reasons[1]
 
 
 def test_route_commands(cli: Cli) -> None:
@@ -151,7 +191,37 @@ def test_route_commands(cli: Cli) -> None:
     assert cli.ok("route", "list", "--json").json() == []
 
 
-def test_a_route_to_this_server_is_refused(cli: Cli) -> None:
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["--host", "localhost"], "is this server"),
+        (["--host", "mx.unit.test"], "is this server"),  # myhostname
+        (["--host", "[127.0.0.1]"], "own mail service"),  # port 25 on loopback
+        (["--host", "[127.0.0.2]", "--port", "587"], "own mail service"),
+        (["--host", "[127.0.0.1]", "--port", "10587"], "own listeners"),  # master.cf
+        (["--host", "hosted.test"], "its MX is this server"),
+    ],
+)
+def test_a_route_to_this_server_is_refused(cli: Cli, argv: list[str], why: str) -> None:
     cli.ok("init", "hosted.test")
-    result = cli("route", "add", "self", "--host", "localhost")
-    assert result.status == 1 and "is this server" in result.err
+    result = cli("route", "add", "self", *argv)
+    assert result.status == 1 and why in result.err, result.err
+    assert cli.ok("route", "list", "--json").json() == []
+
+
+def test_the_loop_guard_refuses_when_it_cannot_read_postfix(cli: Cli) -> None:
+    """Without a readable Postfix configuration the guard cannot check: it refuses."""
+    cli.ok("init", "hosted.test")
+    (cli.postfix_config / "master.cf").unlink()
+    result = cli("route", "add", "archive", "--host", "[192.0.2.9]")
+    assert result.status == 1 and "--postfix-config-dir" in result.err, result.err
+    for host in ("localhost", "[127.0.0.1]"):  # the checks that need no configuration
+        assert "would loop" in cli("route", "add", "self", "--host", host).err
+    assert cli.ok("route", "list", "--json").json() == []
+
+
+def test_a_route_elsewhere_on_loopback_is_fine(cli: Cli) -> None:
+    """An archiver on another loopback port is not this server's mail service."""
+    cli.ok("init", "hosted.test")
+    cli.ok("route", "add", "archive", "--host", "[127.0.0.1]", "--port", "10026")
+    cli.ok("route", "add", "dlp", "--host", "hosted.test", "--no-mx", "--port", "2525")

@@ -102,3 +102,64 @@ def test_first_load_refuses_a_symlink(tmp_path: Path) -> None:
     link.symlink_to(target)
     with pytest.raises(OSError, match="is a symbolic link"):
         SnapshotSource(link).load()
+
+
+CLI_WRITTEN = """\
+version: 1
+primary_domain: example.com
+domains:
+  example.com:
+    blocked_ips: [192.0.2.1]
+    gateway: {enabled: true, ips: [192.0.2.25], only_from_gateway: true}
+  other.example:
+    gateway: {enabled: true, ips: [192.0.2.25], only_from_gateway: true}
+...
+"""
+
+
+def test_a_file_cut_short_never_replaces_the_settings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`truncate` at a line boundary leaves valid YAML without a domain: refused, logged."""
+    path = tmp_path / "settings.yaml"
+    _write(path, CLI_WRITTEN)
+    refused: list[str] = []
+    source = SnapshotSource(path, on_refused=refused.append)
+    good = source.load()
+    assert good.is_hosted("other.example")
+    cut = CLI_WRITTEN[: CLI_WRITTEN.index("  other.example:")]
+    with open(path, "r+") as handle:  # in place, as truncate(1) does
+        handle.truncate(len(cut.encode()))
+    with caplog.at_level(logging.ERROR):
+        assert source.refresh() is False
+        assert source.refresh(force=True) is False
+    assert source.current is good and source.current.is_hosted("other.example")
+    assert caplog.text.count("look cut short") == 1 and refused == ["cut-short"]
+    _write(path, cut + "...\n")  # a deliberate edit keeps the marker: applied at once
+    assert source.refresh() is True and not source.current.is_hosted("other.example")
+
+
+def test_a_file_without_the_marker_edits_as_before(tmp_path: Path) -> None:
+    """Config management that never wrote the marker is not refused for lacking it."""
+    path = tmp_path / "settings.yaml"
+    _write(path, GOOD.format("192.0.2.1"))
+    source = SnapshotSource(path)
+    source.load()
+    _write(path, GOOD.format("198.51.100.1"))
+    assert source.refresh() is True
+
+
+def test_warnings_are_logged_as_warnings_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "settings.yaml"
+    _write(path, GOOD.format("192.0.2.1"))
+    source = SnapshotSource(path)
+    source.load()
+    with caplog.at_level(logging.WARNING):
+        _write(path, GOOD.format("192.0.2.0/24, 192.0.2.7"))
+        assert source.refresh() is True
+        source.refresh(force=True)
+    records = [r for r in caplog.records if "is inside" in r.getMessage()]
+    assert len(records) == 1 and records[0].levelno == logging.WARNING, caplog.text
+    assert "keeping the last good settings" not in caplog.text
