@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="reverse proxies whose X-Forwarded-Proto/-For are believed",
     )
     parser.add_argument(
+        "--postfix-config-dir",
+        metavar="DIR",
+        default=os.environ.get("MAIL_CONFIG"),
+        help="the Postfix instance a route must not point back at (env MAIL_CONFIG; default"
+        " /etc/postfix)",
+    )
+    parser.add_argument(
         "--dkim-nameserver",
         metavar="HOST[:PORT]",
         help="ask this DNS server when authenticating DKIM keys (default: authoritative)",
@@ -97,7 +104,14 @@ def server_config(args: argparse.Namespace) -> uvicorn.Config:
             " TLS reverse proxy in front (--trusted-proxy)"
         )
     read_settings(args.settings)  # fail at start, not at the first page
-    app = create_app(WebConfig(args.settings, args.state_dir, dkim_nameserver=args.dkim_nameserver))
+    app = create_app(
+        WebConfig(
+            args.settings,
+            args.state_dir,
+            dkim_nameserver=args.dkim_nameserver,
+            postfix_config_dir=args.postfix_config_dir,
+        )
+    )
     trusted = [p for p in args.trusted_proxy.replace(",", " ").split() if p]
     return uvicorn.Config(
         app,

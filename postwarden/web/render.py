@@ -58,6 +58,7 @@ class WebConfig:
     state_dir: Path
     dkim_nameserver: str | None = None
     dkim_timeout: float = 5.0
+    postfix_config_dir: str | None = None  # the instance a route must not point back at
     login_limit: int = 20
 
 

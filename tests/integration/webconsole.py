@@ -49,6 +49,7 @@ class WebConsole:
         dkim_nameserver: str | None = None,
     ) -> None:
         self.installation = installation
+        self.postfix_config_dir = installation.postfix_config_dir
         self.port = free_port()
         self.cert = cert
         self.trusted_proxy = trusted_proxy
@@ -79,6 +80,8 @@ class WebConsole:
             argv += ["--trusted-proxy", self.trusted_proxy]
         if self.dkim_nameserver:
             argv += ["--dkim-nameserver", self.dkim_nameserver]
+        if self.postfix_config_dir:
+            argv += ["--postfix-config-dir", str(self.postfix_config_dir)]
         with open(self.log_path, "ab") as log:
             self.process = spawn_as_service_user(
                 argv, user=inst.user, stdout=log, stderr=subprocess.STDOUT

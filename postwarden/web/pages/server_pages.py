@@ -35,6 +35,7 @@ def _route_save(ctx: Ctx) -> Response:
             admin,
             name,
             create=not exists,
+            postfix_config_dir=ctx.config.postfix_config_dir,
             host=host,
             port=int(port),
             mx_lookup=ctx.field("mx_lookup") == "on",
