@@ -1,4 +1,5 @@
-"""Checks every integration test gets: no private key material in any log it produced."""
+"""Checks every integration test gets (no private key material in any log it produced),
+and the ``daemons`` fixture: policyd and the milter of the module's ``installation``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.integration.daemons import Installation, MilterDaemon, Policyd
 
 PEM_LINE = 40  # base64 lines of a PEM body are 64 characters; shorter ones are not telling
 
@@ -32,3 +35,17 @@ def no_key_material_in_logs(traversable_tmp: Path) -> Iterator[None]:
         text = log.read_text(errors="replace")
         leaked = [line for line in secrets if line in text]
         assert not leaked, f"private key material in {log}"
+
+
+@pytest.fixture
+def daemons(installation: Installation) -> Iterator[tuple[Policyd, MilterDaemon]]:
+    """policyd and the milter (which asks this policyd) of *installation*, as the service user."""
+    policyd = Policyd(installation)
+    milter = MilterDaemon(installation, policyd)
+    policyd.start()
+    milter.start()
+    try:
+        yield policyd, milter
+    finally:
+        milter.stop()
+        policyd.stop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import smtplib
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -60,19 +60,6 @@ def installation(
     inst = Installation(traversable_tmp, service_user, primary="gw.test")
     inst.write(SETTINGS.format(archive=archive.port))
     return inst
-
-
-@pytest.fixture
-def daemons(installation: Installation) -> Iterator[tuple[Policyd, MilterDaemon]]:
-    policyd = Policyd(installation)
-    milter = MilterDaemon(installation, policyd)
-    policyd.start()
-    milter.start()
-    try:
-        yield policyd, milter
-    finally:
-        milter.stop()
-        policyd.stop()
 
 
 @pytest.fixture
@@ -308,11 +295,9 @@ def test_a_settings_file_cut_short_is_refused(
     time.sleep(1.5)
 
     def reply() -> int:
-        return (
-            send(mx.mx_port, "s@ext.example", ["carol@other.test"], client_ip=NEUTRAL)
-            .rcpts["carol@other.test"]
-            .code
-        )
+        result = send(mx.mx_port, "s@ext.example", ["carol@other.test"], client_ip=NEUTRAL)
+        assert result.mail.ok, result
+        return result.rcpts["carol@other.test"].code
 
     assert reply() == 554
     text = installation.settings.read_text()

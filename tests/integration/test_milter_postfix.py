@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,19 +48,6 @@ def installation(traversable_tmp: Path, service_user: ServiceUser) -> Installati
     inst = Installation(traversable_tmp, service_user)
     inst.write(SETTINGS)
     return inst
-
-
-@pytest.fixture
-def daemons(installation: Installation) -> Iterator[tuple[Policyd, MilterDaemon]]:
-    policyd = Policyd(installation)
-    milter = MilterDaemon(installation, policyd)
-    policyd.start()
-    milter.start()
-    try:
-        yield policyd, milter
-    finally:
-        milter.stop()
-        policyd.stop()
 
 
 @pytest.fixture
