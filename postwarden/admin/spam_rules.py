@@ -1,4 +1,4 @@
-"""A hosted domain's regex spam rules: list, add, delete.
+"""A hosted domain's regex spam rules: list, add, delete, switch on and off.
 
 Description:
     A rule tags inbound external mail whose field (subject, from, to, body or header:NAME)
@@ -56,5 +56,24 @@ def delete(admin: Admin, domain: str | None, name: str) -> Change:
         if len(kept) == len(block.spam_rules):
             raise BadInput(f"{where} has no spam rule named {name!r}")
         return replace(block, spam_rules=kept)
+
+    return edit_domain(admin, domain, apply)
+
+
+def set_enabled(admin: Admin, domain: str | None, name: str | None, enabled: bool) -> Change:
+    """The seed's "Use" switch: one rule (*name*) or, without a name, the domain's filter."""
+
+    def apply(block: DomainBlock, where: str, _settings: Settings) -> DomainBlock:
+        if name is None:
+            return replace(block, spam_rules_enabled=enabled)
+        if not any(rule.name == name for rule in block.spam_rules):
+            raise BadInput(f"{where} has no spam rule named {name!r}")
+        return replace(
+            block,
+            spam_rules=tuple(
+                replace(rule, enabled=enabled) if rule.name == name else rule
+                for rule in block.spam_rules
+            ),
+        )
 
     return edit_domain(admin, domain, apply)

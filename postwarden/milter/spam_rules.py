@@ -5,7 +5,8 @@ Description:
     ``header:NAME`` (every field of that name, decoded) and ``body`` (the decoded text parts,
     transfer encoding and charset undone, at most ``spam_filter.body_limit`` characters).
     Patterns were compiled with RE2 when the settings were loaded, so matching is linear in
-    the text's length whatever the pattern.
+    the text's length whatever the pattern. :func:`explain_matches` runs the same search and
+    says where each rule matched (``postwarden spam-rule test``).
 
 Security:
     Everything here is attacker-controlled: decoding never raises (bad encodings and
@@ -104,3 +105,36 @@ def matching_rules(rules: Sequence[CompiledRule], text: MessageText) -> list[str
         for rule in rules
         if any(rule.regex.search(value) for value in text.field(rule.field))
     ]
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    """Where one rule matched: the field, which instance of it, and the text found."""
+
+    rule: str
+    field: str
+    instance: int  # 0 for the first header field of that name (or the body)
+    start: int
+    end: int
+    excerpt: str  # the match with some context, for a human
+
+
+EXCERPT_CONTEXT = 30
+
+
+def explain_matches(rules: Sequence[CompiledRule], text: MessageText) -> list[RuleMatch]:
+    """Every (rule, field instance) whose pattern is found, with the matching text.
+
+    The same fields and the same search as :func:`matching_rules`, so ``postwarden
+    spam-rule test`` shows what the milter decides.
+    """
+    found = []
+    for rule in rules:
+        for instance, value in enumerate(text.field(rule.field)):
+            match = rule.regex.search(value)
+            if match is not None:
+                start, end = match.span()
+                low, high = max(0, start - EXCERPT_CONTEXT), end + EXCERPT_CONTEXT
+                excerpt = value[low:high].replace("\r", " ").replace("\n", " ")
+                found.append(RuleMatch(rule.name, rule.field, instance, start, end, excerpt))
+    return found

@@ -113,7 +113,7 @@ def plan_message(view: MilterView, facts: MessageFacts) -> Plan:
         snapshot, Facts(facts.client_ip, facts.sender, "", sasl_user=facts.sasl_user)
     )
     recipients = _hosted_recipients(view, facts.recipients)
-    own_verdict = not trusted and any(policy.block.spam_rules for policy in recipients.values())
+    own_verdict = not trusted and any(view.rules.get(p.owner) for p in recipients.values())
     plan = Plan(
         remove_headers=header_rewrite.removals(
             [name for name, _ in facts.headers], own_spam_flag=own_verdict

@@ -1,8 +1,9 @@
 """What the milter answers from: a settings snapshot plus what is compiled from it.
 
 Description:
-    Compiled in the settings-watch thread, never per message: each block's spam rules as RE2
-    objects (once per block, however many domains share it) and the active DKIM private key
+    Compiled in the settings-watch thread, never per message: each block's spam rules in use
+    (``spam_rules_enabled`` and each rule's ``enabled``) as RE2 objects (once per block,
+    however many domains share it) and the active DKIM private key
     of every hosted domain, loaded once — parsing a key costs far more than a signature.
     A new view replaces the old one whole when the settings file or the DKIM state changes.
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from postwarden.milter.spam_rules import CompiledRule
+from postwarden.settings.model import DomainBlock
 from postwarden.settings.snapshot import Snapshot
 from postwarden.util.linear_regex import compile_pattern
 
@@ -52,8 +54,16 @@ def compile_view(
     rules: dict[str, tuple[CompiledRule, ...]] = {}
     for policy in snapshot.policies.values():
         if policy.owner not in rules:
-            rules[policy.owner] = tuple(
-                CompiledRule(rule.name, rule.field, compile_pattern(rule.pattern))
-                for rule in policy.block.spam_rules
-            )
+            rules[policy.owner] = compile_rules(policy.block)
     return MilterView(snapshot, load_keys(), rules, known)
+
+
+def compile_rules(block: DomainBlock) -> tuple[CompiledRule, ...]:
+    """The rules of *block* in use: none when its filter is off, else each enabled rule."""
+    if not block.spam_rules_enabled:
+        return ()
+    return tuple(
+        CompiledRule(rule.name, rule.field, compile_pattern(rule.pattern))
+        for rule in block.spam_rules
+        if rule.enabled
+    )

@@ -111,6 +111,9 @@ class SpamRule:
         "RE2 pattern searched in the field; no backreferences or lookarounds.",
         required=True,
     )
+    enabled: bool = setting(
+        Bool(), True, "Use this rule (the 'Use' switch: postwarden spam-rule enable|disable NAME)."
+    )
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,9 @@ class DomainBlock:
         (),
         "Regex rules tagging inbound external mail as spam.",
     )
+    spam_rules_enabled: bool = setting(
+        Bool(), True, "Run this domain's spam_rules at all (postwarden spam-rule enable|disable)."
+    )
     inbound_routing: tuple[InboundRule, ...] = setting(
         ListOf(Record(InboundRule), max_items=50, noun="rules"), (), "Inbound routing rules."
     )
@@ -247,7 +253,69 @@ class BlockHistory:
     """The recent-block history kept in the state database."""
 
     retention_days: int = setting(Int(1, 3650), 30, "Forget blocks older than this.")
-    max_entries: int = setting(Int(100, 10_000_000), 100_000, "Most rows kept.")
+    max_entries: int = setting(
+        Int(100, 10_000_000), 100_000, "Most (entry, client) rows kept."
+    )
+    max_attempts: int = setting(
+        Int(100, 10_000_000),
+        100_000,
+        "Most single refused attempts kept (postwarden block history).",
+    )
+
+
+@dataclass(frozen=True)
+class DecisionLog:
+    """The bounded log of recent policy decisions that ``postwarden what-if`` replays."""
+
+    enabled: bool = setting(
+        Bool(), True, "policyd records each RCPT decision (facts and outcome, no content)."
+    )
+    retention_hours: int = setting(Int(1, 24 * 90), 168, "Forget decisions older than this.")
+    max_entries: int = setting(Int(1000, 50_000_000), 2_000_000, "Most decisions kept.")
+
+
+INTERVAL = Int(1, 30 * 86400)
+
+
+@dataclass(frozen=True)
+class DkimWatch:
+    """The milter's DKIM key watch: pending keys activated, active keys re-checked in DNS."""
+
+    enabled: bool = setting(Bool(), True, "Re-check DKIM keys in DNS from the milter.")
+    pending_first_check: int = setting(
+        INTERVAL, 300, "Seconds after creation of the first check of a pending key."
+    )
+    pending_max_interval: int = setting(
+        INTERVAL, 6 * 3600, "Back-off ceiling (seconds) between checks of a pending key."
+    )
+    pending_for_hours: int = setting(
+        Int(1, 24 * 30), 72, "Hours a pending key is re-checked before the watch gives up."
+    )
+    active_interval: int = setting(
+        INTERVAL, 86400, "Seconds between checks of an active key that verifies."
+    )
+    failing_interval: int = setting(
+        INTERVAL, 900, "Seconds between checks of an active key whose record is wrong."
+    )
+
+
+def _check_nameserver(text: str) -> str | None:
+    return None if _NAMESERVER.fullmatch(text) else f"{text!r} is not HOST[:PORT]"
+
+
+_NAMESERVER = re.compile(r"\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?|[A-Za-z0-9.:-]{1,255}")
+
+
+@dataclass(frozen=True)
+class Dns:
+    """How the admin tools and the DKIM key watch ask DNS."""
+
+    nameserver: str = setting(
+        Text("HOST[:PORT]", max_length=270, check=_check_nameserver),
+        "",
+        "Ask this server (recursion desired) instead of each zone's authoritative servers.",
+    )
+    timeout: int = setting(Int(1, 60), 3, "Seconds per DNS query.")
 
 
 @dataclass(frozen=True)
@@ -290,6 +358,11 @@ class Settings:
     )
     block_history: BlockHistory = setting(Record(BlockHistory), BlockHistory(), "Block history.")
     spam_filter: SpamFilter = setting(Record(SpamFilter), SpamFilter(), "Spam filter limits.")
+    decision_log: DecisionLog = setting(
+        Record(DecisionLog), DecisionLog(), "Recent decisions, for what-if."
+    )
+    dkim_watch: DkimWatch = setting(Record(DkimWatch), DkimWatch(), "DKIM key watch.")
+    dns: Dns = setting(Record(Dns), Dns(), "DNS for the admin tools and the key watch.")
 
     def outgoing_tls_policies(self) -> Iterator[tuple[str, TlsPolicy]]:
         """``(domain, policy)`` for every outgoing TLS policy of every block."""

@@ -6,8 +6,10 @@ Description:
     migrations in :mod:`postwarden.settings.migrations`, each in its own transaction.
 
     Block history has one row per (governing domain, list entry, client address) with first
-    and last time and a count, so a flood from one address is one row, not a million.
-    :meth:`StateDB.prune` applies the retention limit (age, then row count).
+    and last time and a count, so a flood from one address is one row, not a million; each
+    single refused attempt (sender, recipient) is also kept, in a bounded log of its own
+    (``block_attempts``, read by :mod:`postwarden.settings.activity`).
+    :meth:`StateDB.prune` applies the retention limits (age, then row count).
 
 Errors:
     :class:`StateTooNew` when the database was written by a newer postwarden;
@@ -34,12 +36,19 @@ class StateTooNew(PostwardenError):
 
 @dataclass(frozen=True)
 class BlockEvent:
-    """One rejected recipient: which domain's list, which entry, which client, when."""
+    """One rejected recipient: which domain's list, which entry, which client, when.
+
+    *sender* and *recipient* go only into the single-attempt history (``block_attempts``);
+    *source* says which daemon refused: ``policyd`` at RCPT, ``milter`` for gateway mail.
+    """
 
     domain: str
     entry: str
     client_ip: str
     when: float
+    sender: str = ""
+    recipient: str = ""
+    source: str = "policyd"
 
 
 @dataclass(frozen=True)
@@ -91,16 +100,25 @@ class StateDB:
         self.close()
 
     def record_blocks(self, events: Iterable[BlockEvent]) -> None:
-        """Add a batch of blocks in one transaction."""
-        rows = [(e.domain, e.entry, e.client_ip, e.when, e.when) for e in events]
-        if not rows:
+        """Add a batch of blocks in one transaction: the totals and each single attempt."""
+        events = list(events)
+        if not events:
             return
         with transaction(self.conn):
             self.conn.executemany(
                 "INSERT INTO block_history VALUES (?, ?, ?, ?, ?, 1)"
                 " ON CONFLICT (domain, entry, client_ip) DO UPDATE SET"
                 " last_seen = max(last_seen, excluded.last_seen), count = count + 1",
-                rows,
+                [(e.domain, e.entry, e.client_ip, e.when, e.when) for e in events],
+            )
+            self.conn.executemany(
+                "INSERT INTO block_attempts"
+                " (time, domain, entry, client_ip, sender, recipient, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (e.when, e.domain, e.entry, e.client_ip, e.sender, e.recipient, e.source)
+                    for e in events
+                ],
             )
 
     def record_unknown(self, notes: Iterable[tuple[str, float]]) -> None:
@@ -122,10 +140,18 @@ class StateDB:
         ).fetchone()
         return row is not None
 
-    def prune(self, *, retention_days: int, max_entries: int, now: float | None = None) -> int:
-        """Forget blocks older than the retention time, then the oldest beyond *max_entries*.
+    def prune(
+        self,
+        *,
+        retention_days: int,
+        max_entries: int,
+        max_attempts: int = 100_000,
+        now: float | None = None,
+    ) -> int:
+        """Forget blocks older than the retention time, then the oldest beyond the limits.
 
-        Unknown-recipient notes are kept a day: they only have to outlive one transaction.
+        *max_entries* bounds the (entry, client) totals, *max_attempts* the single attempts;
+        the count of totals rows removed is returned. Unknown-recipient notes are kept a day: they only have to outlive one transaction.
         """
         now = now if now is not None else time.time()
         cutoff = now - retention_days * 86400
@@ -140,6 +166,7 @@ class StateDB:
                 " ORDER BY last_seen DESC LIMIT -1 OFFSET ?)",
                 (max_entries,),
             ).rowcount
+            prune_log(self.conn, "block_attempts", cutoff, max_attempts)
         return removed
 
     def entry_activity(self, domain: str) -> dict[str, EntryActivity]:
@@ -158,6 +185,19 @@ class StateDB:
             " ORDER BY last_seen DESC LIMIT ?",
             (domain, limit),
         ).fetchall()
+
+
+def prune_log(conn: sqlite3.Connection, table: str, cutoff: float, keep: int) -> int:
+    """Delete rows of an append-only log table older than *cutoff*, then beyond *keep* rows.
+
+    The tables have an ``id`` in insertion order and an index on ``time``, so both deletes
+    are range deletes, never a sort of the whole table.
+    """
+    removed = conn.execute(f"DELETE FROM {table} WHERE time < ?", (cutoff,)).rowcount
+    newest = conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0]
+    if newest is not None:
+        removed += conn.execute(f"DELETE FROM {table} WHERE id <= ?", (newest - keep,)).rowcount
+    return removed
 
 
 class transaction:

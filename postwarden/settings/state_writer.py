@@ -2,11 +2,15 @@
 
 Description:
     The request path only puts an event on a bounded queue (``put_nowait``): a
-    :class:`~postwarden.settings.state.BlockEvent` (a blocked recipient) or an
-    :class:`UnknownRecipient` (a recipient Postfix did not know, accepted for a route). A
-    worker thread writes them in batches, one transaction per kind and batch, and applies the
-    retention limits once an hour. A full queue or a failing database (disk full,
-    permissions) drops events and logs it — rate-limited — while answers go on.
+    :class:`~postwarden.settings.state.BlockEvent` (a blocked recipient), an
+    :class:`UnknownRecipient` (a recipient Postfix did not know, accepted for a route), or a
+    :class:`~postwarden.settings.activity.DecisionRecord` (for ``what-if``); on each
+    settings load the daemon adds a :class:`~postwarden.settings.activity.ListedEntries`.
+    A worker thread writes them in batches, one transaction per kind and batch, and applies
+    the retention limits once an hour. A full queue or a failing database (disk full,
+    permissions) drops events and logs it — rate-limited — while answers go on. Decision
+    records are the first to go: once the queue is three-quarters full they are dropped
+    (counted in :attr:`StateWriter.dropped_decisions`), so a flood never costs a block record.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from postwarden.settings.model import BlockHistory
+from postwarden.settings import activity
+from postwarden.settings.activity import DecisionRecord, ListedEntries
+from postwarden.settings.model import BlockHistory, DecisionLog
 from postwarden.settings.state import BlockEvent, StateDB
 
 log = logging.getLogger(__name__)
@@ -36,18 +42,26 @@ class UnknownRecipient:
     when: float
 
 
-Event = BlockEvent | UnknownRecipient
+Event = BlockEvent | UnknownRecipient | DecisionRecord | ListedEntries
 
 
 class StateWriter:
     """A bounded queue in front of a writer thread."""
 
     def __init__(
-        self, state_dir: Path, limits: Callable[[], BlockHistory], *, max_queue: int = 10_000
+        self,
+        state_dir: Path,
+        limits: Callable[[], BlockHistory],
+        *,
+        max_queue: int = 10_000,
+        decision_log: Callable[[], DecisionLog] = DecisionLog,
     ) -> None:
         self.state_dir = state_dir
         self.limits = limits
+        self.decision_log = decision_log
         self.dropped = 0
+        self.dropped_decisions = 0
+        self._decision_room = max_queue * 3 // 4
         self.written = 0
         self._queue: queue.Queue[Event | None] = queue.Queue(max_queue)
         self._thread = threading.Thread(target=self._run, name="state-writer", daemon=True)
@@ -58,6 +72,9 @@ class StateWriter:
 
     def record(self, event: Event) -> None:
         """Queue *event*; never blocks."""
+        if isinstance(event, DecisionRecord) and self._queue.qsize() >= self._decision_room:
+            self.dropped_decisions += 1
+            return
         try:
             self._queue.put_nowait(event)
         except queue.Full:
@@ -85,10 +102,12 @@ class StateWriter:
                 db.record_unknown(
                     (e.address, e.when) for e in events if isinstance(e, UnknownRecipient)
                 )
+                activity.record_decisions(db, (e for e in events if isinstance(e, DecisionRecord)))
+                for listed in (e for e in events if isinstance(e, ListedEntries)):
+                    activity.note_listed(db, listed)
                 self.written += len(events)
                 if time.monotonic() >= next_prune:
-                    limits = self.limits()
-                    db.prune(retention_days=limits.retention_days, max_entries=limits.max_entries)
+                    self._prune(db)
                     next_prune = time.monotonic() + PRUNE_EVERY
             except (sqlite3.Error, OSError) as exc:
                 self.dropped += len(events)
@@ -100,6 +119,17 @@ class StateWriter:
                 break
         if db is not None:
             db.close()
+
+    def _prune(self, db: StateDB) -> None:
+        limits, log_limits = self.limits(), self.decision_log()
+        db.prune(
+            retention_days=limits.retention_days,
+            max_entries=limits.max_entries,
+            max_attempts=limits.max_attempts,
+        )
+        activity.prune_decisions(
+            db, cutoff=time.time() - log_limits.retention_hours * 3600, keep=log_limits.max_entries
+        )
 
     def _next_batch(self) -> list[Event | None]:
         batch = [self._queue.get()]

@@ -162,3 +162,30 @@ def test_no_input_makes_the_plan_raise(
     for recipient in recipients:
         facts.add_recipient(recipient, ())
     plan_message(VIEW, facts)
+
+
+def test_switched_off_rules_and_filters_do_not_tag() -> None:
+    """The "Use" switch: a rule off does not tag; a domain's filter off runs no rule and
+    leaves an incoming X-Spam-Flag alone (postwarden does not own that verdict then)."""
+
+    def facts() -> MessageFacts:
+        made = MessageFacts(
+            client_ip="198.51.100.9",
+            headers=[("Subject", b"pills"), ("X-Spam-Flag", b"NO")],
+            body=b"win\r\n",
+        )
+        made.add_recipient("<bob@hosted.test>", ())
+        return made
+
+    rule_off = SETTINGS.replace("pattern: '(?i)pills'}", "pattern: '(?i)pills', enabled: false}")
+    view = compile_view(compile_settings(load_text(rule_off, "t").settings))
+    plan = plan_message(view, facts())
+    assert ("X-Postwarden-Spam", "body") in plan.add_headers
+    assert ("X-Spam-Flag", 1) in plan.remove_headers
+    filter_off = SETTINGS.replace(
+        "    spam_rules:\n", "    spam_rules_enabled: false\n    spam_rules:\n"
+    )
+    view = compile_view(compile_settings(load_text(filter_off, "t").settings))
+    plan = plan_message(view, facts())
+    assert plan.spam_rules == [] and not plan.add_headers
+    assert plan.remove_headers == []

@@ -10,7 +10,14 @@ from postwarden.settings.migrations import (
     v2_unknown_recipients,
     v3_audit,
     v4_web_console,
+    v5_attempts_decisions_watch,
 )
 
-MIGRATIONS = (v1_initial, v2_unknown_recipients, v3_audit, v4_web_console)
+MIGRATIONS = (
+    v1_initial,
+    v2_unknown_recipients,
+    v3_audit,
+    v4_web_console,
+    v5_attempts_decisions_watch,
+)
 LATEST = MIGRATIONS[-1].VERSION
