@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from postwarden.server import BadAddress, ListenAddress
 
@@ -97,4 +97,14 @@ RELOADS = counter("postwarden_settings_reloads_total", "New settings versions pu
 ERRORS = counter(
     "postwarden_internal_errors_total",
     "Requests or messages answered with a temporary failure after an internal error",
+)
+DKIM_KEY_CHECKS = counter(
+    "postwarden_dkim_key_checks_total",
+    "DKIM key watch checks by event (activated, verified, failing, recovered, dns-error, ...)",
+    ("event",),
+)
+DKIM_KEYS_FAILING = Gauge(
+    "postwarden_dkim_keys_failing",
+    "Active DKIM keys whose published record is wrong (signing falls back)",
+    registry=registry,
 )

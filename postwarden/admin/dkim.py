@@ -29,6 +29,7 @@ from postwarden.admin.errors import BadInput
 from postwarden.admin.session import Admin
 from postwarden.dkim import keys, record
 from postwarden.dkim.dnscheck import CheckResult, check_record, parse_nameserver
+from postwarden.dkim.receiver import ReceiverVerdict
 from postwarden.dkim.store import DkimKeys, KeyRow, SelectorExists, Status
 from postwarden.settings.model import DomainBlock
 from postwarden.util.privileges import as_owner_of
@@ -73,6 +74,27 @@ class Verified:
     result: CheckResult
     retired: KeyRow | None
     signing_enabled: bool
+    signature: ReceiverVerdict | None = None  # the proof, when one was asked for and made
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok and (self.signature is None or self.signature.ok)
+
+    @property
+    def outcome(self) -> str:
+        """ok, missing, different, revoked, dns-error or signature-fails."""
+        if not self.result.ok or self.signature is None or self.signature.ok:
+            return self.result.outcome.value
+        return "dns-error" if self.signature.dns_error else "signature-fails"
+
+    @property
+    def detail(self) -> str:
+        if self.signature is None:
+            return self.result.detail
+        return f"{self.result.detail}; {self.signature.detail}"
+
+
+Prover = Callable[[str, str, keys.PrivateKey], ReceiverVerdict]
 
 
 def record_of(key: keys.PrivateKey, selector: str, domain: str) -> Record:
@@ -236,8 +258,14 @@ def verify(
     nameserver: str | None = None,
     timeout: float,
     lookup: Callable[..., CheckResult] = check_record,
+    prove: Prover | None = None,
 ) -> Verified:
-    """Look the key's record up (with *lookup*); on a match make the key the one that signs."""
+    """Look the key's record up (with *lookup*); on a match make the key the one that signs.
+
+    *prove* (domain, selector, key) makes the match count only when a real signature made
+    with the key verifies through DNS: the command line passes the milter's signer with
+    dkimpy (:mod:`postwarden.milter.dkim_probe`), which this layer may not import.
+    """
     if nameserver is not None:
         parse_nameserver(nameserver)  # bad input fails before anything is looked up
     if not 0 < timeout <= 60:
@@ -248,20 +276,22 @@ def verify(
         with as_owner_of(admin.state_dir):
             key = keys.read_key(keys.key_path(admin.state_dir, name, row.selector), trusted=True)
         result = lookup(name, row.selector, key, nameserver=nameserver, timeout=timeout)
-        summary = f"{result.outcome.value}: {result.detail}"
+        proof = prove(name, row.selector, key) if result.ok and prove is not None else None
+        checked = Verified(name, row, result, None, block.dkim.enabled, proof)
+        summary = f"{checked.outcome}: {checked.detail}"
         retired = None
-        if result.ok:
+        if checked.ok:
             retired = table.activate(name, row.selector, summary)
         else:
             table.record_check(name, row.selector, summary)
         after = table.require(name, row.selector)
     what = f"dkim: verified {row.selector!r} for {name}: {summary}"
-    if result.ok:
+    if checked.ok:
         what += f"\ndkim: {row.selector!r} is now the active key of {name}"
         if retired:
             what += f"; {retired.selector!r} retired"
     _event(admin, name, what)
-    return Verified(name, after, result, retired, block.dkim.enabled)
+    return Verified(name, after, result, retired, block.dkim.enabled, proof)
 
 
 def delete(admin: Admin, domain: str | None, selector: str) -> tuple[str, KeyRow, bool]:

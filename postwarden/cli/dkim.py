@@ -1,4 +1,4 @@
-"""``postwarden dkim create | show | verify | import | delete``: DKIM keys of a hosted domain.
+"""``postwarden dkim create | show | verify | import | delete | test``: DKIM keys of a domain.
 
 Description:
     ``create [--selector S] [--bits 1024|2048] [--algorithm rsa|ed25519]`` makes a key
@@ -20,6 +20,11 @@ Description:
     ``show`` lists the keys with their status, and the record to publish for pending and
     active ones. ``delete --selector S`` forgets a pending or retired key and its file.
 
+    ``verify`` activates a key only when, beyond the record, a probe signed with it by the
+    milter's signer verifies with dkimpy through DNS. ``test [FILE]`` signs a probe (or
+    FILE) exactly as the milter would — same key choice, same signer — and says what dkimpy,
+    as a receiver, concludes (:mod:`postwarden.milter.dkim_probe`).
+
     Every one of these is recorded in the audit trail (``postwarden history``). The work
     is :mod:`postwarden.admin.dkim`'s, shared with the web console.
 
@@ -36,16 +41,24 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import email.utils
 from pathlib import Path
 from typing import Any
 
-from postwarden.admin import dkim
+from postwarden.address import domain_of
+from postwarden.admin import dkim, scope
 from postwarden.cli import _settings
 from postwarden.cli._command import Command, actions
-from postwarden.cli._env import Environment, ExitStatus, table
+from postwarden.cli._env import BadInput, Environment, ExitStatus, table
 from postwarden.dkim import record
-from postwarden.dkim.dnscheck import DEFAULT_TIMEOUT, check_record
-from postwarden.settings.model import DomainBlock
+from postwarden.dkim.dnscheck import check_record, parse_nameserver
+from postwarden.dkim.receiver import ReceiverVerdict, verify_message
+from postwarden.milter import dkim_probe
+from postwarden.milter.keyring import KeyRing
+from postwarden.milter.message_file import MessageData, parse_message
+from postwarden.settings.model import DomainBlock, Settings
+from postwarden.settings.snapshot import compile_settings
+from postwarden.util.privileges import as_owner_of
 
 PROPAGATION = (
     "DNS changes can take up to 72 hours to propagate; publish the record if you have not,"
@@ -64,21 +77,26 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     verifying.add_argument(
         "--selector", metavar="S", help="default: the newest pending key, else the active one"
     )
-    verifying.add_argument(
-        "--nameserver",
-        metavar="HOST[:PORT]",
-        help="ask this server (default: the domain's authoritative servers)",
+    testing = add("test", "sign a probe (or FILE) as the milter would; verify it with dkimpy")
+    testing.add_argument(
+        "file", metavar="FILE", nargs="?", help="a message to sign (default: a probe message)"
     )
-    verifying.add_argument(
-        "--timeout", metavar="SECONDS", type=float, default=DEFAULT_TIMEOUT, help="per query"
-    )
+    for sub in (verifying, testing):
+        sub.add_argument(
+            "--nameserver",
+            metavar="HOST[:PORT]",
+            help="ask this server (default: dns.nameserver, else the authoritative servers)",
+        )
+        sub.add_argument(
+            "--timeout", metavar="SECONDS", type=float, help="per query (default: dns.timeout)"
+        )
     importing = add("import", "take an existing private key (e.g. from OpenDKIM)")
     importing.add_argument("--selector", metavar="S", required=True)
     importing.add_argument("--key-file", metavar="F", required=True, help="PEM or dkimpy key")
     importing.add_argument("--algorithm", metavar="A", help="rsa or ed25519 (default: the key's)")
     deleting = add("delete", "forget a pending or retired key and delete its file")
     deleting.add_argument("--selector", metavar="S", required=True)
-    for sub in (creating, showing, verifying, importing, deleting):
+    for sub in (creating, showing, verifying, importing, deleting, testing):
         sub.add_argument("--domain", metavar="D", help="the hosted domain (default: the primary)")
 
 
@@ -224,42 +242,74 @@ def _show_text(
 
 
 def _verify(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    admin = _settings.admin(env)
+    nameserver, timeout = _dns(args, admin.read().settings)
     done = dkim.verify(
-        _settings.admin(env),
+        admin,
         args.domain,
         selector=args.selector,
-        nameserver=args.nameserver,
-        timeout=args.timeout,
+        nameserver=nameserver,
+        timeout=timeout,
         lookup=check_record,
+        prove=lambda d, s, key: dkim_probe.prove_signature(
+            d, s, key, nameserver=nameserver, timeout=timeout
+        ),
     )
     result, domain, selector = done.result, done.domain, done.row.selector
     data = {
         "domain": domain,
         "selector": selector,
         "host": result.name,
-        "ok": result.ok,
-        "result": result.outcome.value,
-        "reason": result.outcome.description,
-        "detail": result.detail,
+        "ok": done.ok,
+        "result": done.outcome,
+        "reason": _REASONS.get(done.outcome, result.outcome.description),
+        "detail": done.detail,
         "server": result.server,
+        "signature": _signature_data(done.signature),
         "status": done.row.status.value,
         "retired_selector": done.retired.selector if done.retired else None,
     }
-    if not result.ok:
+    if not done.ok:
         env.emit(data, "")
         env.stderr.write(
             f"postwarden: error: the DKIM key of {domain} with selector {selector!r} is"
-            f" not verified: {result.outcome.description} ({result.detail}).\n"
+            f" not verified: {data['reason']} ({done.detail}).\n"
             f"  {PROPAGATION}\n"
         )
         return ExitStatus.ERROR
-    lines = [f"{result.detail}.", f"{domain} now signs with selector {selector!r}."]
+    lines = [f"{done.detail}.", f"{domain} now signs with selector {selector!r}."]
     if done.retired:
         lines.append(f"Selector {done.retired.selector!r} is retired (kept until deleted).")
     if not done.signing_enabled:
         lines.append("Signing is off in the settings (dkim.enabled: false) until turned on.")
     env.emit(data, "\n".join(lines))
     return ExitStatus.OK
+
+
+_REASONS = {"signature-fails": "a signature made with it does not verify", "ok": "published"}
+
+
+def _signature_data(verdict: ReceiverVerdict | None) -> dict[str, Any] | None:
+    if verdict is None:
+        return None
+    return {
+        "result": verdict.result,
+        "domain": verdict.domain,
+        "selector": verdict.selector,
+        "algorithm": verdict.algorithm,
+        "detail": verdict.detail,
+        "server": verdict.server,
+    }
+
+
+def _dns(args: argparse.Namespace, settings: Settings) -> tuple[str | None, float]:
+    """--nameserver and --timeout, else the settings' dns block."""
+    if args.nameserver is not None:
+        parse_nameserver(args.nameserver)  # bad input fails before anything is looked up
+    timeout = args.timeout if args.timeout is not None else float(settings.dns.timeout)
+    if not 0 < timeout <= 60:
+        raise BadInput(f"--timeout: {timeout} is not between 0 and 60 seconds")
+    return args.nameserver or settings.dns.nameserver or None, timeout
 
 
 def _delete(env: Environment, args: argparse.Namespace) -> ExitStatus:
@@ -278,8 +328,81 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
         "verify": _verify,
         "import": _import,
         "delete": _delete,
+        "test": _test,
     }[args.action]
     return action(env, args)
+
+
+# --- test: what a receiver concludes about mail signed by the milter ---------------------
+
+
+def _test(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    admin = _settings.admin(env)
+    loaded = admin.read()
+    settings = loaded.settings
+    nameserver, timeout = _dns(args, settings)
+    domain = scope.select(settings, admin.actor, args.domain)
+    if args.file:
+        message = parse_message(Path(args.file).read_bytes())
+    else:
+        message = dkim_probe.probe_message(domain)
+    sender = _from_address(message) or f"{dkim_probe.PROBE_USER}@{domain}"
+    env.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    with as_owner_of(env.state_dir):
+        signing_keys = KeyRing(env.state_dir).load()
+        snapshot = compile_settings(settings, digest=loaded.digest)
+        probe = dkim_probe.sign_as_milter(snapshot, signing_keys, message, sender)
+        verdict = (
+            verify_message(probe.raw, nameserver=nameserver, timeout=timeout)
+            if probe.raw is not None
+            else None
+        )
+    from_domain = domain_of(sender)
+    data: dict[str, Any] = {
+        "from_domain": from_domain,
+        "signed": probe.raw is not None,
+        "notes": list(probe.notes),
+        "signature": _signature_data(verdict),
+        "result": verdict.result if verdict else "none",
+        "fallback": bool(verdict and verdict.domain and verdict.domain != from_domain),
+        "aligned": bool(verdict and _aligned(verdict.domain, from_domain)),
+    }
+    env.emit(data, lambda: _test_text(data, verdict))
+    return ExitStatus.OK if verdict is not None and verdict.ok else ExitStatus.ERROR
+
+
+def _from_address(message: MessageData) -> str | None:
+    values = [v for name, v in message.headers if name.lower() == "from"]
+    found = email.utils.getaddresses([v.decode("utf-8", "replace") for v in values])
+    return found[0][1] if len(found) == 1 and "@" in found[0][1] else None
+
+
+def _aligned(signer: str, from_domain: str) -> bool:
+    """Relaxed DMARC alignment, approximated: the same domain or one a parent of the other."""
+    if not signer:
+        return False
+    return (
+        signer == from_domain
+        or from_domain.endswith("." + signer)
+        or signer.endswith("." + from_domain)
+    )
+
+
+def _test_text(data: dict[str, Any], verdict: ReceiverVerdict | None) -> str:
+    if verdict is None:
+        why = "; ".join(data["notes"]) or f"{data['from_domain']} is not hosted here"
+        return f"the milter would not sign this message: {why}"
+    lines = [
+        f"signed by the milter: d={verdict.domain} s={verdict.selector} a={verdict.algorithm}",
+        f"a receiver concludes: dkim={verdict.result} ({verdict.detail})",
+    ]
+    if data["fallback"]:
+        lines.append(
+            f"{data['from_domain']} has no key that signs: the primary domain's key"
+            f" ({verdict.domain}) signed instead"
+            + ("" if data["aligned"] else "; not aligned with From for DMARC")
+        )
+    return "\n".join(lines)
 
 
 COMMAND = Command(

@@ -17,8 +17,10 @@ Description:
     keys are sometimes delegated to a mail provider that way).
 
 Errors:
-    Lookups never raise for DNS trouble: it becomes a :attr:`Outcome.DNS_ERROR` result with
-    a detail. :class:`BadNameserver` when ``nameserver`` cannot be understood.
+    :func:`check_record` never raises for DNS trouble: it becomes a :attr:`Outcome.DNS_ERROR`
+    result with a detail. :func:`lookup_txt` (the same lookup, for a verifier that wants
+    the raw record) raises :class:`DnsFailure`. :class:`BadNameserver` when ``nameserver``
+    cannot be understood.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class BadNameserver(PostwardenError):
     """Not a name server address."""
 
 
-class _DnsFailure(PostwardenError):
+class DnsFailure(PostwardenError):
     """The lookup failed."""
 
 
@@ -92,7 +94,7 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
-class _Answer:
+class TxtAnswer:
     records: list[tuple[bytes, ...]]
     server: str
     nxdomain: bool = False
@@ -115,16 +117,32 @@ def check_record(
     """
     name = host_name(selector, domain)
     try:
-        if nameserver is not None:
-            host, ns_port = parse_nameserver(nameserver)
-            answer = _lookup_recursive(host, ns_port, name, timeout)
-        else:
-            answer = _lookup_authoritative(name, resolver, port, timeout)
-    except _DnsFailure as exc:
+        answer = lookup_txt(
+            name, nameserver=nameserver, timeout=timeout, resolver=resolver, port=port
+        )
+    except DnsFailure as exc:
         return CheckResult(Outcome.DNS_ERROR, str(exc), name)
     outcome, detail = judge(answer.records, key, name, nxdomain=answer.nxdomain)
     values = tuple(b"".join(r).decode("ascii", "replace") for r in answer.records)
     return CheckResult(outcome, detail, name, answer.server, values)
+
+
+def lookup_txt(
+    name: str,
+    *,
+    nameserver: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    resolver: dns.resolver.Resolver | None = None,
+    port: int = 53,
+) -> TxtAnswer:
+    """The TXT records at *name*, asked as :func:`check_record` asks.
+
+    :raises DnsFailure: when no server gave a usable answer.
+    """
+    if nameserver is not None:
+        host, ns_port = parse_nameserver(nameserver)
+        return _lookup_recursive(host, ns_port, name, timeout)
+    return _lookup_authoritative(name, resolver, port, timeout)
 
 
 def judge(
@@ -186,7 +204,7 @@ def authoritative_servers(
         zone = dns.resolver.zone_for_name(zone_of, resolver=resolver, lifetime=2 * timeout)
         targets = [r.target for r in resolver.resolve(zone, "NS", lifetime=timeout)]
     except dns.exception.DNSException as exc:
-        raise _DnsFailure(f"cannot find the name servers of {zone_of}: {_why(exc)}") from None
+        raise DnsFailure(f"cannot find the name servers of {zone_of}: {_why(exc)}") from None
     addresses: list[str] = []
     for rdtype in ("A", "AAAA"):
         for target in sorted(targets):
@@ -197,34 +215,34 @@ def authoritative_servers(
             addresses.extend(r.address for r in answer if r.address not in addresses)
     if not addresses:
         names = ", ".join(str(t) for t in targets)
-        raise _DnsFailure(f"no address found for the name servers of {zone} ({names})")
+        raise DnsFailure(f"no address found for the name servers of {zone} ({names})")
     return addresses[:MAX_SERVERS]
 
 
 def _lookup_authoritative(
     name: str, resolver: dns.resolver.Resolver | None, port: int, timeout: float, depth: int = 0
-) -> _Answer:
+) -> TxtAnswer:
     servers = authoritative_servers(name, resolver, timeout)
     answer, target = _lookup_at(servers, port, name, timeout, recursion=False)
     if target is None:
         return answer
     if depth >= MAX_CNAMES:
-        raise _DnsFailure(f"{name}: too many CNAMEs")
+        raise DnsFailure(f"{name}: too many CNAMEs")
     return _lookup_authoritative(target, resolver, port, timeout, depth + 1)
 
 
-def _lookup_recursive(server: str, port: int, name: str, timeout: float) -> _Answer:
+def _lookup_recursive(server: str, port: int, name: str, timeout: float) -> TxtAnswer:
     for _ in range(MAX_CNAMES + 1):
         answer, target = _lookup_at([server], port, name, timeout, recursion=True)
         if target is None:
             return answer
         name = target
-    raise _DnsFailure(f"{name}: too many CNAMEs")
+    raise DnsFailure(f"{name}: too many CNAMEs")
 
 
 def _lookup_at(
     servers: list[str], port: int, name: str, timeout: float, *, recursion: bool
-) -> tuple[_Answer, str | None]:
+) -> tuple[TxtAnswer, str | None]:
     """TXT records of *name* from the first of *servers* that answers properly.
 
     Also returns the target of a CNAME that leads out of the answer (then to be looked up).
@@ -246,12 +264,12 @@ def _lookup_at(
             errors.append(f"{where}: not authoritative for {name}")
             continue
         if rcode == dns.rcode.NXDOMAIN:
-            return _Answer([], where, nxdomain=True), None
+            return TxtAnswer([], where, nxdomain=True), None
         records, target = _txt_in(response, qname)
         if target is not None and not records:
-            return _Answer([], where), str(target)
-        return _Answer(records, where), None
-    raise _DnsFailure(f"no name server answered for {name}: {'; '.join(errors) or 'none'}")
+            return TxtAnswer([], where), str(target)
+        return TxtAnswer(records, where), None
+    raise DnsFailure(f"no name server answered for {name}: {'; '.join(errors) or 'none'}")
 
 
 def _query(

@@ -6,7 +6,10 @@ Description:
     (:mod:`postwarden.dkim.keys`), never stored in the database.
 
     Statuses: ``pending`` (created or imported, not yet found in DNS), ``active`` (the key
-    the milter signs with; at most one per domain), ``retired`` (was active, replaced by a
+    the milter signs with; at most one per domain — unless the key watch,
+    :mod:`postwarden.dkim.watch`, found its published record missing, different or revoked:
+    then ``failing`` holds since when, and the domain is signed with the fallback key until
+    the record verifies again), ``retired`` (was active, replaced by a
     newer key; kept until deleted). Creating a key for a domain that already signs changes
     nothing for signing: the new key is pending. When its record verifies,
     :meth:`DkimKeys.activate` makes it active and retires the previous active key, in one
@@ -48,8 +51,8 @@ from postwarden.errors import PostwardenError
 from postwarden.settings.state import StateDB, transaction
 
 _SELECT = (
-    "SELECT domain, selector, algorithm, bits, created, status, verified, last_check, last_result"
-    " FROM dkim_keys"
+    "SELECT domain, selector, algorithm, bits, created, status, verified, last_check, last_result,"
+    " next_check, failures, failing FROM dkim_keys"
 )
 
 
@@ -84,10 +87,14 @@ class KeyRow:
     verified: float | None = None
     last_check: float | None = None
     last_result: str | None = None
+    next_check: float | None = None  # when the key watch checks it next
+    failures: int = 0  # checks in a row that did not verify
+    failing: float | None = None  # active, but since then its published record is wrong
 
     @classmethod
     def from_row(cls, row: tuple[object, ...]) -> KeyRow:
-        domain, selector, algorithm, bits, created, status, verified, check, result = row
+        domain, selector, algorithm, bits, created, status, verified, check, result = row[:9]
+        next_check, failures, failing = row[9:12]
         return cls(
             str(domain),
             str(selector),
@@ -98,7 +105,15 @@ class KeyRow:
             verified,  # type: ignore[arg-type]
             check,  # type: ignore[arg-type]
             result,  # type: ignore[arg-type]
+            next_check,  # type: ignore[arg-type]
+            int(failures or 0),  # type: ignore[call-overload]
+            failing,  # type: ignore[arg-type]
         )
+
+    @property
+    def signs(self) -> bool:
+        """Whether the milter signs with this key: active, and its record is not wrong."""
+        return self.status is Status.ACTIVE and self.failing is None
 
 
 @dataclass(frozen=True)
@@ -194,13 +209,38 @@ class DkimKeys:
                 (domain, selector),
             )
             self.conn.execute(
-                "UPDATE dkim_keys SET status = 'active', verified = ?"
-                " WHERE domain = ? AND selector = ?",
+                "UPDATE dkim_keys SET status = 'active', verified = ?, failing = NULL,"
+                " failures = 0, next_check = NULL WHERE domain = ? AND selector = ?",
                 (when, domain, selector),
             )
         if not previous:
             return None
         return dataclasses.replace(KeyRow.from_row(previous[0]), status=Status.RETIRED)
+
+    def watched(self) -> list[KeyRow]:
+        """The pending and active keys of every domain (what the key watch looks after)."""
+        rows = self.conn.execute(_SELECT + " WHERE status IN ('pending', 'active')")
+        return [KeyRow.from_row(r) for r in rows]
+
+    def note_watch(
+        self,
+        domain: str,
+        selector: str,
+        result: str,
+        *,
+        next_check: float,
+        failures: int,
+        failing: float | None,
+        now: float | None = None,
+    ) -> None:
+        """Keep a key watch check: its result, the next check, and the failing state."""
+        with transaction(self.conn):
+            self._update_check(domain, selector, result, _now(now))
+            self.conn.execute(
+                "UPDATE dkim_keys SET next_check = ?, failures = ?, failing = ?"
+                " WHERE domain = ? AND selector = ?",
+                (next_check, failures, failing, domain, selector),
+            )
 
     def delete(self, domain: str, selector: str) -> KeyRow:
         """Forget a pending or retired key. :raises ActiveKeyInUse: for the active one."""
@@ -269,15 +309,18 @@ class ChangeProbe:
 
 
 def _active_rows(conn: sqlite3.Connection) -> list[tuple[str, str, str, float]]:
-    """(domain, selector, algorithm, created) of the active keys, by domain.
+    """(domain, selector, algorithm, created) of the keys that sign, by domain.
 
-    ``created`` tells a key deleted and made again under the same selector from the old one.
+    An active key whose published record the key watch found wrong (``failing``) does not
+    sign: the milter falls back to the primary domain's key rather than make signatures
+    that fail. ``created`` tells a key deleted and made again under the same selector from
+    the old one.
     """
     return [
         (str(d), str(s), str(a), float(c))
         for d, s, a, c in conn.execute(
             "SELECT domain, selector, algorithm, created FROM dkim_keys"
-            " WHERE status = 'active' ORDER BY domain, selector"
+            " WHERE status = 'active' AND failing IS NULL ORDER BY domain, selector"
         )
     ]
 

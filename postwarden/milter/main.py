@@ -5,7 +5,8 @@ Usage:
 
 ADDR is ``inet:HOST:PORT`` or ``unix:PATH`` (Postfix's spelling; default
 ``inet:127.0.0.1:10042``). Settings and DKIM keys are re-read when they change (checked
-every second) and on SIGUSR1. libmilter, which runs the connections, reserves SIGHUP and
+every second) and on SIGUSR1. A thread of its own watches the DKIM keys in DNS
+(:mod:`postwarden.milter.key_watch`). libmilter, which runs the connections, reserves SIGHUP and
 SIGTERM to stop: ``systemctl reload`` sends SIGUSR1.
 """
 
@@ -29,6 +30,7 @@ from postwarden import metrics
 from postwarden.errors import PostwardenError
 from postwarden.metrics import start_metrics
 from postwarden.milter.app import FLAGS, PostwardenMilter
+from postwarden.milter.key_watch import KeyWatchThread
 from postwarden.milter.keyring import KeyRing
 from postwarden.milter.recipients import KnownRecipients
 from postwarden.milter.view import MilterView, compile_view
@@ -166,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     recorder.start()
     watcher = SettingsWatcher(published)
     watcher.start()
+    key_watch = KeyWatchThread(args.state_dir, lambda: published.value.snapshot.settings)
+    key_watch.start()
     threading.Thread(target=_reload_on_usr1, args=(watcher,), name="reload", daemon=True).start()
     PostwardenMilter.view = staticmethod(lambda: published.value)  # type: ignore[assignment]
     PostwardenMilter.record = staticmethod(recorder.record)  # type: ignore[assignment]
@@ -195,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         watcher.stop()
+        key_watch.stop()
         recorder.stop()
     log.info("%s stopped", PROGRAM)
     return 0

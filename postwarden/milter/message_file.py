@@ -38,7 +38,7 @@ def parse_message(data: bytes) -> MessageData:
     lines = data.replace(b"\r\n", b"\n").split(b"\n")
     headers: list[tuple[str, bytes]] = []
     index = 0
-    for index, line in enumerate(lines):  # noqa: B007 - the index is the body's start
+    for index, line in enumerate(lines):
         if line == b"":
             break
         if line[:1] in (b" ", b"\t") and headers:

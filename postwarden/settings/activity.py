@@ -94,17 +94,11 @@ def attempts(
     limit: int = 100,
 ) -> list[Attempt]:
     """Refused attempts after *since*, newest first."""
-    where, params = ["time >= ?"], [since]
-    if client is not None:
-        where.append("client_ip = ?")
-        params.append(client)
-    if domain is not None:
-        where.append("domain = ?")
-        params.append(domain)
     rows = db.conn.execute(
         "SELECT time, domain, entry, client_ip, sender, recipient, source FROM block_attempts"
-        f" WHERE {' AND '.join(where)} ORDER BY time DESC, id DESC LIMIT ?",
-        (*params, limit),
+        " WHERE time >= ? AND (? IS NULL OR client_ip = ?) AND (? IS NULL OR domain = ?)"
+        " ORDER BY time DESC, id DESC LIMIT ?",
+        (since, client, client, domain, domain, limit),
     )
     return [Attempt(*row) for row in rows]
 
@@ -185,4 +179,3 @@ def recording_since(db: StateDB) -> float:
     """When this database began recording (the upgrade to v5 or its creation)."""
     row = db.conn.execute("SELECT value FROM state_meta WHERE name = 'recording_since'").fetchone()
     return float(row[0])
-

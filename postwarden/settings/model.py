@@ -253,9 +253,7 @@ class BlockHistory:
     """The recent-block history kept in the state database."""
 
     retention_days: int = setting(Int(1, 3650), 30, "Forget blocks older than this.")
-    max_entries: int = setting(
-        Int(100, 10_000_000), 100_000, "Most (entry, client) rows kept."
-    )
+    max_entries: int = setting(Int(100, 10_000_000), 100_000, "Most (entry, client) rows kept.")
     max_attempts: int = setting(
         Int(100, 10_000_000),
         100_000,

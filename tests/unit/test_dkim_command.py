@@ -6,6 +6,7 @@ tests/integration/test_dkim_cli.py; here the check's outcome is chosen by the te
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from postwarden.cli import dkim as dkim_command
 from postwarden.dkim import keys, record
 from postwarden.dkim.dnscheck import CheckResult, Outcome
+from postwarden.dkim.receiver import ReceiverVerdict
+from postwarden.milter import dkim_probe
 from tests.unit.conftest import Cli
 
 
@@ -34,10 +36,17 @@ class FakeDns:
         return CheckResult(outcome, f"{name}: {outcome.value} (fake)", name, "fake:53")
 
 
+def _fake_receiver(message: bytes, **kwargs: Any) -> ReceiverVerdict:
+    """A receiver that accepts any signature (the real one is tested against dnsmasq)."""
+    tags = dict(re.findall(rb"\b([ds])=([^;\s]+)", message.split(b"\r\n\r\n")[0]))
+    return ReceiverVerdict(True, tags[b"d"].decode(), tags[b"s"].decode(), "rsa-sha256", "ok")
+
+
 @pytest.fixture
 def dns(monkeypatch: pytest.MonkeyPatch) -> FakeDns:
     fake = FakeDns()
-    monkeypatch.setattr(dkim_command, "check_record", fake)
+    monkeypatch.setattr(dkim_probe, "check_record", fake)
+    monkeypatch.setattr(dkim_probe, "verify_message", _fake_receiver)
     return fake
 
 

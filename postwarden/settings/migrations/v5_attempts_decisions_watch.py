@@ -66,6 +66,4 @@ STATEMENTS = (
 def upgrade(conn: sqlite3.Connection) -> None:
     for statement in STATEMENTS:
         conn.execute(statement)
-    conn.execute(
-        "INSERT INTO state_meta VALUES ('recording_since', ?)", (repr(time.time()),)
-    )
+    conn.execute("INSERT INTO state_meta VALUES ('recording_since', ?)", (repr(time.time()),))
