@@ -6,6 +6,12 @@ Description:
     and compares the versions with the settings file. ``postwarden status`` and the web
     console's status page show the same data. A domain administrator sees the DKIM state of
     its own domains only.
+
+    Warnings (``warnings``; they do not make the status unhealthy): a domain that would send
+    unsigned mail, an active DKIM key whose DNS record the key watch found wrong, a pending
+    key the watch gave up on (:mod:`postwarden.dkim.coverage`), and a domain that receives
+    only from its gateway while its MX records point elsewhere (looked up live,
+    :mod:`postwarden.mx.gateway`).
 """
 
 from __future__ import annotations
@@ -19,10 +25,14 @@ from typing import Any
 
 from postwarden.admin import scope
 from postwarden.admin.session import Admin
-from postwarden.dkim.store import DkimKeys, KeyRow
+from postwarden.dkim.coverage import coverage
+from postwarden.dkim.store import DkimKeys, Status
+from postwarden.mx.gateway import gateway_warnings
 from postwarden.server import BadAddress, ListenAddress
 from postwarden.settings import daemon_status
 from postwarden.settings.load import Loaded, SettingsInvalid
+from postwarden.settings.model import Settings
+from postwarden.settings.snapshot import compile_settings, hosted_domains
 from postwarden.settings.state import StateDB
 from postwarden.util.netstring import encode
 
@@ -73,18 +83,27 @@ def ago(when: float) -> str:
     return f"{seconds}s ago"
 
 
-def _dkim(db: StateDB | None, domains: list[str]) -> list[dict[str, Any]]:
+def _dkim(db: StateDB | None, settings: Settings, domains: list[str]) -> list[dict[str, Any]]:
+    """Per visible domain: its keys, the key that signs its mail, and the warnings."""
     store = DkimKeys(db) if db is not None else None
+    rows = {d: store.for_domain(d) if store else [] for d in hosted_domains(settings)}
+    visible = set(domains)
     result = []
-    for domain in domains:
-        keys: list[KeyRow] = store.for_domain(domain) if store else []
-        active = next((k for k in keys if k.status == "active"), None)
+    for entry in coverage(settings, rows, time.time()):
+        if entry.domain not in visible:
+            continue
+        keys = rows[entry.domain]
+        active = next((k for k in keys if k.status is Status.ACTIVE), None)
         result.append(
             {
-                "domain": domain,
+                "domain": entry.domain,
                 "active": active.selector if active else None,
                 "algorithm": f"{active.algorithm} {active.bits}" if active else None,
-                "pending": [k.selector for k in keys if k.status == "pending"],
+                "pending": [k.selector for k in keys if k.status is Status.PENDING],
+                "enabled": entry.enabled,
+                "signed_by": entry.signer,
+                "signed_selector": entry.selector,
+                "warnings": entry.warnings,
             }
         )
     return result
@@ -129,8 +148,17 @@ def gather(admin: Admin, timeout: float) -> tuple[dict[str, Any], list[daemon_st
         db = stack.enter_context(admin.state(create=False))
         if db is not None:
             rows = daemon_status.read_all(db)
-        dkim = _dkim(db, domains)
+        dkim = _dkim(db, loaded.settings, domains) if loaded else []
     daemons = [_daemon_data(row, digest, timeout) for row in rows]
+    warnings = [w for entry in dkim for w in entry["warnings"]]
+    if loaded is not None:
+        settings = loaded.settings
+        warnings += gateway_warnings(
+            compile_settings(settings),
+            nameserver=settings.dns.nameserver or None,
+            timeout=min(timeout, float(settings.dns.timeout)),
+            only=domains,
+        )
     healthy = (
         not problems
         and bool(daemons)
@@ -145,6 +173,7 @@ def gather(admin: Admin, timeout: float) -> tuple[dict[str, Any], list[daemon_st
         "primary_domain": loaded.settings.primary_domain if loaded else None,
         "daemons": daemons,
         "dkim": dkim,
+        "warnings": warnings,
         "healthy": healthy,
     }
     return data, rows

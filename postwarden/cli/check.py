@@ -1,4 +1,7 @@
-"""``postwarden check [FILE] [--postfix]``: validate a settings file.
+"""``postwarden check [FILE] [--postfix] [--dns]``: validate a settings file.
+
+``--dns`` also looks up the MX records of every domain that receives only from its gateway
+and warns when they point elsewhere (mail sent there would be refused).
 
 Exit status 0 when the file is valid (warnings allowed), 1 when it is not. Every problem is
 printed as ``FILE:LINE: setting: message``, so editors and CI logs can jump to it.
@@ -11,9 +14,11 @@ from pathlib import Path
 
 from postwarden.cli._command import Command
 from postwarden.cli._env import Environment, ExitStatus
+from postwarden.mx.gateway import gateway_warnings
 from postwarden.postfix.domains import compare_hosted, handback_listener_missing, relay_bypass
 from postwarden.settings.load import Finding, SettingsInvalid, load_text
-from postwarden.settings.snapshot import hosted_domains
+from postwarden.settings.model import Settings
+from postwarden.settings.snapshot import compile_settings, hosted_domains
 
 
 def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -25,6 +30,11 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     )
     parser.add_argument(
         "--postfix-config-dir", metavar="DIR", help="the Postfix instance to compare with"
+    )
+    parser.add_argument(
+        "--dns",
+        action="store_true",
+        help="also look up the MX of gateway-only domains: do they point at the gateway?",
     )
 
 
@@ -60,22 +70,34 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
         postfix_warnings = compare_hosted(hosted_domains(settings), config_dir)
         postfix_warnings += relay_bypass(any(settings.outgoing_tls_policies()), config_dir)
         postfix_warnings += handback_listener_missing(settings, config_dir)
-    count = len(loaded.warnings) + len(postfix_warnings)
+    dns_warnings = _dns_warnings(loaded.settings) if args.dns else []
+    count = len(loaded.warnings) + len(postfix_warnings) + len(dns_warnings)
     env.emit(
         {
             "file": str(path),
             "valid": True,
             "errors": [],
             "warnings": [_as_json(f) for f in loaded.warnings]
-            + [{"line": 0, "setting": "postfix", "message": w} for w in postfix_warnings],
+            + [{"line": 0, "setting": "postfix", "message": w} for w in postfix_warnings]
+            + [{"line": 0, "setting": "dns", "message": w} for w in dns_warnings],
         },
         lambda: (
             "".join(f"{f}\n" for f in loaded.warnings)
             + "".join(f"{path}: warning: postfix: {w}\n" for w in postfix_warnings)
+            + "".join(f"{path}: warning: dns: {w}\n" for w in dns_warnings)
             + f"{path}: valid ({count} warning(s))"
         ),
     )
     return ExitStatus.OK
+
+
+def _dns_warnings(settings: Settings) -> list[str]:
+    """``--dns``: gateway-only domains whose MX points elsewhere."""
+    return gateway_warnings(
+        compile_settings(settings),
+        nameserver=settings.dns.nameserver or None,
+        timeout=float(settings.dns.timeout),
+    )
 
 
 COMMAND = Command("check", "validate a settings file (exit 0 valid, 1 invalid)", configure, run)

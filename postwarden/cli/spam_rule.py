@@ -16,7 +16,6 @@ that is switched off is tested too and shown as off.
 from __future__ import annotations
 
 import argparse
-
 from pathlib import Path
 
 from postwarden.admin import spam_rules

@@ -52,12 +52,17 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
             )
         lines.append("DKIM:")
         for entry in dkim:
-            if entry["active"]:
+            if not entry["enabled"]:
+                sign = "signing off (dkim.enabled: false)"
+            elif entry["signed_by"] == entry["domain"]:
                 sign = f"signs with {entry['active']} ({entry['algorithm']})"
+            elif entry["signed_by"]:
+                sign = f"signed with {primary}'s key ({entry['signed_selector']})"
             else:
-                sign = f"no active key: signed with {primary}'s, if any"
+                sign = "UNSIGNED"
             pending = f"; pending: {', '.join(entry['pending'])}" if entry["pending"] else ""
             lines.append(f"  {entry['domain']}: {sign}{pending}")
+        lines += [f"warning: {w}" for w in data["warnings"]]
         return "\n".join(lines)
 
     env.emit(data, text)
