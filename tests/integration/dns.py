@@ -37,6 +37,8 @@ class DnsServer:
         self.zones = tuple(zones)
         self.port = free_port()
         self.records: dict[str, tuple[str, ...]] = {}
+        self.mx: dict[str, tuple[tuple[int, str], ...]] = {}
+        self.addresses: dict[str, tuple[str, ...]] = {}
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = base / "dnsmasq.log"
 
@@ -62,6 +64,18 @@ class DnsServer:
         self.records.pop(name, None)
         self.restart()
 
+    def set_hosts(
+        self,
+        *,
+        mx: dict[str, tuple[tuple[int, str], ...]] | None = None,
+        addresses: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        """Publish MX records (domain -> (preference, host)...) and A/AAAA records, then
+        restart once."""
+        self.mx.update(mx or {})
+        self.addresses.update(addresses or {})
+        self.restart()
+
     def _config(self) -> str:
         lines = [
             f"port={self.port}",
@@ -76,6 +90,10 @@ class DnsServer:
         lines.append(f"auth-server=ns1.{self.zones[0]},127.0.0.1")
         for zone in self.zones:
             lines += [f"auth-zone={zone}", f"host-record=ns1.{zone},127.0.0.1"]
+        for domain, exchanges in self.mx.items():
+            lines += [f"mx-host={domain},{host},{pref}" for pref, host in exchanges]
+        for name, addresses in self.addresses.items():
+            lines.append(f"host-record={name},{','.join(addresses)}")
         for name, strings in self.records.items():
             for text in strings:
                 if '"' in text or "\\" in text or len(text.encode()) > 255:
