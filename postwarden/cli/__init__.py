@@ -32,6 +32,7 @@ from postwarden.cli import (
     status,
     tls,
     web_user,
+    what_if,
 )
 from postwarden.cli._command import Command
 from postwarden.cli._env import Environment, ExitStatus
@@ -51,6 +52,7 @@ COMMANDS: tuple[Command, ...] = (
     route.COMMAND,
     routing.COMMAND,
     explain.COMMAND,
+    what_if.COMMAND,
     history.COMMAND,
     status.COMMAND,
     postfix_config.COMMAND,

@@ -8,17 +8,30 @@ Description:
     commands are safe to repeat. ``block list --sort recent`` puts the entries that blocked
     something most recently first, from the block history in the state database. The work
     is :mod:`postwarden.admin.iplists`'s, shared with the web console.
+
+    ``block history [--since 24h] [--client IP] [--limit N]`` lists each refused attempt
+    (time, client, sender, recipient, the entry that matched; bounded by
+    ``block_history.retention_days`` and ``max_attempts``). ``block prune --unused-for DAYS
+    [--dry-run]`` deletes the entries that blocked nothing for DAYS — only where the history
+    can tell (:mod:`postwarden.settings.prune`); the others are kept and the reason given.
+    Both are :mod:`postwarden.admin.block_tools`'s.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import ipaddress
+import time
+from collections.abc import Callable
 from functools import partial
 
-from postwarden.admin import iplists
+from postwarden.admin import block_tools, iplists
 from postwarden.cli import _settings
 from postwarden.cli._command import Command, actions
-from postwarden.cli._env import Environment, ExitStatus, table
+from postwarden.cli._env import BadInput, Environment, ExitStatus, table
+from postwarden.util.duration import BadDuration, parse_duration
+from postwarden.util.iptable import parse_client_address
 
 
 def _add(env: Environment, args: argparse.Namespace, field: str) -> ExitStatus:
@@ -120,6 +133,8 @@ def _configure_list(
             sub.add_argument("--note", metavar="T", help="a note kept with the entries")
         _settings.add_dry_run(sub)
         parsers.append(sub)
+    if field == "blocked_ips":
+        parsers += _configure_block_tools(add)
     for sub in parsers:
         _settings.add_domain_option(sub)
 
@@ -129,11 +144,112 @@ def _runner(field: str) -> partial[ExitStatus]:
 
 
 def _run(env: Environment, args: argparse.Namespace, *, field: str) -> ExitStatus:
+    if args.action == "history":
+        return _history(env, args)
+    if args.action == "prune":
+        return _prune(env, args)
     if args.action == "add":
         return _add(env, args, field)
     if args.action == "delete":
         return _delete(env, args, field)
     return _list(env, args, field)
+
+
+# --- block history | prune: the single refused attempts, and entries that block nothing -----
+
+
+def _configure_block_tools(
+    add: Callable[[str, str], argparse.ArgumentParser],
+) -> list[argparse.ArgumentParser]:
+    history = add("history", "each refused attempt: time, client, sender, recipient, entry")
+    history.add_argument("--since", default="24h", metavar="DURATION", help="default 24h")
+    history.add_argument("--client", metavar="IP", help="only attempts from this client")
+    history.add_argument("--limit", type=int, default=100, metavar="N", help="default 100")
+    history.add_argument(
+        "--all-domains", action="store_true", help="every domain's attempts, not one domain's"
+    )
+    prune = add("prune", "delete entries that blocked nothing for DAYS")
+    prune.add_argument("--unused-for", type=int, required=True, metavar="DAYS")
+    _settings.add_dry_run(prune)
+    return [history, prune]
+
+
+def _when(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
+
+
+def _history(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    try:
+        since = time.time() - parse_duration(args.since)
+    except BadDuration as exc:
+        raise BadInput(f"--since: {exc}") from None
+    client = None
+    if args.client is not None:
+        if parse_client_address(args.client) is None:
+            raise BadInput(f"--client: {args.client!r} is not an IP address")
+        client = str(ipaddress.ip_address(args.client.removeprefix("IPv6:")))
+    if not 1 <= args.limit <= 100_000:
+        raise BadInput(f"--limit: {args.limit} is not between 1 and 100,000")
+    governing, found = block_tools.history(
+        _settings.admin(env),
+        args.domain,
+        since=since,
+        client=client,
+        limit=args.limit,
+        all_domains=args.all_domains,
+    )
+    rows = [
+        {
+            "time": _when(a.time),
+            "client": a.client_ip,
+            "sender": a.sender,
+            "recipient": a.recipient,
+            "entry": a.entry,
+            "domain": a.domain,
+            "refused_by": a.source,
+        }
+        for a in found
+    ]
+    env.emit(
+        {"domain": governing, "since": _when(since), "attempts": rows},
+        lambda: (
+            table(
+                [
+                    [r["time"], r["client"], f"<{r['sender']}>", f"<{r['recipient']}>", r["entry"]]
+                    for r in rows
+                ],
+                ["TIME", "CLIENT", "SENDER", "RECIPIENT", "ENTRY"],
+            )
+            or f"no refused attempts since {_when(since)}"
+        ),
+    )
+    return ExitStatus.OK
+
+
+def _prune(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    done = block_tools.prune(_settings.admin(env, args), args.domain, args.unused_for)
+    doomed, days = done.doomed, args.unused_for
+    dry = bool(getattr(args, "dry_run", False))
+    data = {
+        "domain": done.domain,
+        "unused_for_days": days,
+        "dry_run": dry,
+        "would_delete" if dry else "deleted": doomed,
+        "kept": [{"entry": v.entry, "why": v.reason} for v in done.verdicts if not v.unused],
+    }
+    verb = "would delete" if dry else "deleted"
+    text = "\n".join(
+        [
+            *(f"{verb} {e}" for e in doomed),
+            f"{done.domain} blocked_ips: {len(doomed)} {verb} (no block for {days} days),"
+            f" {len(done.verdicts) - len(doomed)} kept",
+        ]
+    )
+    if done.change is None:
+        env.emit(data, text)
+    else:
+        _settings.report(env, done.change, data, text)
+    return ExitStatus.OK
 
 
 ALLOW = Command(

@@ -27,12 +27,13 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import Milter
 
 from postwarden import metrics
-from postwarden.address import external_address
+from postwarden.address import domain_of, external_address
 from postwarden.decision import Facts, is_trusted
 from postwarden.milter.verdict import MessageFacts, Plan, plan_message
 from postwarden.milter.view import MilterView
@@ -145,7 +146,7 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
     def _apply(self, facts: MessageFacts, plan: Plan) -> int:
         for name, index in plan.remove_headers:
             self.chgheader(name, index, "")
-        for event in plan.blocks:
+        for event in blocked_attempts(self.view(), facts, plan.blocks):
             self.record(event)
         if plan.reject:
             self.setreply("550", "5.7.1", plan.reject)
@@ -169,6 +170,25 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
 
     def _reset(self) -> None:
         self.facts, self.chunks, self.body_size, self.body_cap = None, [], 0, 0
+
+
+def blocked_attempts(
+    view: MilterView, facts: MessageFacts, blocks: list[BlockEvent]
+) -> list[BlockEvent]:
+    """One block event per refused recipient, with the sender (``block history``)."""
+    events = []
+    for event in blocks:
+        refused = [
+            r.strip("<>")
+            for r in facts.recipients
+            if (policy := view.snapshot.policy_for(domain_of(r.strip("<>")))) is not None
+            and policy.owner == event.domain
+        ]
+        events += [
+            replace(event, sender=facts.sender, recipient=r, source="milter")
+            for r in refused or [""]
+        ]
+    return events
 
 
 def _count(plan: Plan) -> None:

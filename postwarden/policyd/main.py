@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from functools import partial
 
@@ -30,6 +31,7 @@ from postwarden.policyd.service import TEMPFAIL, PolicydView, PolicyService, com
 from postwarden.postfix.postconf import PostfixUnavailable, parameters
 from postwarden.server import Daemon, ListenAddress, daemon_parser
 from postwarden.settings import daemon_status
+from postwarden.settings.activity import ListedEntries
 from postwarden.settings.audit import FileChanges
 from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.state_writer import StateWriter
@@ -86,6 +88,7 @@ def global_tls_level(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logsetup.setup(PROGRAM, level=args.log_level, syslog=args.syslog)
+    writer: StateWriter | None = None
     try:
         policy_address = ListenAddress.parse(args.policy)
         socketmap_address = ListenAddress.parse(args.socketmap)
@@ -100,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 old.settings if old else None, old.digest if old else "", new.settings, new.digest
             )
             report(old, new)
+            if writer is not None:  # since when each IP list entry is enforced (block prune)
+                writer.record(ListedEntries.of(new.settings, time.time()))
 
         daemon: Daemon[PolicydView] = Daemon(
             PROGRAM,
@@ -114,8 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     start_metrics(args.metrics)
     published = daemon.published
-    writer = StateWriter(args.state_dir, lambda: published.value.snapshot.settings.block_history)
+    writer = StateWriter(
+        args.state_dir,
+        lambda: published.value.snapshot.settings.block_history,
+        decision_log=lambda: published.value.snapshot.settings.decision_log,
+    )
     writer.start()
+    writer.record(ListedEntries.of(published.value.snapshot.settings, time.time()))
     service = PolicyService(lambda: published.value, writer.record)
 
     def policy(frame: bytes) -> bytes:

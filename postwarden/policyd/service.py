@@ -4,7 +4,8 @@ Description:
     :class:`PolicyService` takes the published view (a settings snapshot plus the tables
     compiled from it) and one parsed request, calls the shared decision module, and returns
     the reply; it logs one mail-log-style line per policy decision and hands what it learns
-    (blocks, unknown recipients) to the state writer. It never touches sockets
+    (blocks, unknown recipients, and — with ``decision_log.enabled`` — every RCPT decision's
+    facts and outcome, for ``postwarden what-if``) to the state writer. It never touches sockets
     (:mod:`postwarden.policyd.server` does) and never waits on disk or DNS.
 
     socketmap tables (socketmap_table(5): ``name key`` → ``OK data`` / ``NOTFOUND``):
@@ -45,6 +46,7 @@ from postwarden.decision import Decision, Facts, Rule, Verdict, decide_recipient
 from postwarden.policyd.protocol import PolicyRequest
 from postwarden.policyd.tlspolicy import TlsTable, compile_tls_table
 from postwarden.routing import ROUTE_TRANSPORT, routes_by_label, unknown_recipient_rule, untag
+from postwarden.settings.activity import DecisionRecord
 from postwarden.settings.model import Route
 from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.state import BlockEvent
@@ -189,15 +191,20 @@ class PolicyService:
         )
         start = time.perf_counter()
         decision = decide_recipient(view.snapshot, facts)
+        now = time.time()
         if decision.rule is Rule.BLOCKED_IP and decision.entry is not None:
             self.record(
                 BlockEvent(
                     decision.governing_domain,
                     decision.entry.text,
                     request.client_address,
-                    time.time(),
+                    now,
+                    request.sender,
+                    request.recipient,
                 )
             )
+        if view.snapshot.settings.decision_log.enabled:
+            self.record(decision_record(view.snapshot, facts, decision, now))
         elif decision.verdict is Verdict.ACCEPT and unknown_recipient_rule(
             view.snapshot, facts, decision.direction
         ):
@@ -248,6 +255,25 @@ class PolicyService:
         self.record(UnknownRecipient(address, time.time()))
         log.info("unknown recipient <%s> accepted for routing", address)
         return "OK"
+
+
+def decision_record(
+    snapshot: Snapshot, facts: Facts, decision: Decision, now: float
+) -> DecisionRecord:
+    """What ``what-if`` replays: the facts and the outcome, no message content."""
+    return DecisionRecord(
+        now,
+        facts.client_ip,
+        facts.sender,
+        facts.recipient,
+        facts.tls,
+        facts.sasl_user,
+        decision.action,
+        decision.rule.value,
+        decision.governing_domain,
+        decision.entry.text if decision.entry else "",
+        snapshot.digest[:12],
+    )
 
 
 _WORD = {Verdict.REJECT: "reject", Verdict.DEFER: "defer"}
