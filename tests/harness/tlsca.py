@@ -54,12 +54,23 @@ class TestCA:
         self.ca_file = _write(directory / "ca.pem", _pem(self.cert), 0o644)
 
     def issue(
-        self, stem: str, dns_names: tuple[str, ...] = (), ips: tuple[str, ...] = ()
+        self,
+        stem: str,
+        dns_names: tuple[str, ...] = (),
+        ips: tuple[str, ...] = (),
+        *,
+        expired: bool = False,
     ) -> CertFiles:
-        """Issue a server certificate for the names and addresses; write STEM.pem/STEM.key."""
+        """Issue a server certificate for the names and addresses; write STEM.pem/STEM.key.
+
+        *expired*: valid for a day that ended an hour ago.
+        """
         key = ec.generate_private_key(ec.SECP256R1())
         builder = _builder(
-            _name(_common_name(stem, dns_names)), self.cert.subject, key.public_key()
+            _name(_common_name(stem, dns_names)),
+            self.cert.subject,
+            key.public_key(),
+            expired=expired,
         )
         builder = _server_extensions(builder, dns_names, ips)
         cert = builder.sign(self._key, hashes.SHA256())
@@ -87,18 +98,25 @@ def _common_name(stem: str, dns_names: tuple[str, ...]) -> str:
 
 
 def _builder(
-    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    expired: bool = False,
 ) -> x509.CertificateBuilder:
-    """A certificate builder valid from an hour ago for two days."""
+    """A certificate builder valid from an hour ago for two days (or expired an hour ago)."""
     now = datetime.datetime.now(datetime.UTC)
+    start, end = now - datetime.timedelta(hours=1), now + _VALIDITY
+    if expired:
+        start, end = now - datetime.timedelta(days=2), now - datetime.timedelta(hours=1)
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + _VALIDITY)
+        .not_valid_before(start)
+        .not_valid_after(end)
     )
 
 
