@@ -12,18 +12,9 @@ Description:
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterator
-
 from postwarden.settings.schema import IpEntry
 from postwarden.settings.snapshot import Snapshot
-from postwarden.util.iptable import IpRange
-
-
-def _networks(ip_range: IpRange) -> Iterator[str]:
-    make = ipaddress.IPv4Address if ip_range.version == 4 else ipaddress.IPv6Address
-    for network in ipaddress.summarize_address_range(make(ip_range.first), make(ip_range.last)):
-        yield str(network)
+from postwarden.util.iptable import range_to_networks as _networks
 
 
 def cidr_table(snapshot: Snapshot) -> str:

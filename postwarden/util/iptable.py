@@ -2,10 +2,15 @@
 
 Description:
     An *entry* is one IPv4/IPv6 address, a CIDR network or a ``first-last`` range; every form
-    becomes an :class:`IpRange` of two integers. :class:`IpTable` answers "which entry covers
-    this address?" in O(log n): at build time the entries are cut into disjoint segments, each
-    pointing at the narrowest entry that covers it (so a /32 inside a /24 wins, the way a
-    longest-prefix match would), and a lookup is one bisection over the segment starts.
+    becomes an :class:`IpRange` of two integers. Text is parsed and written by ``netaddr``
+    (strict ``inet_pton`` rules: no short or zero-padded IPv4 forms), and
+    :func:`range_to_networks` splits a range into the CIDR networks that cover it exactly
+    (``netaddr.iprange_to_cidrs``), for tables that know only networks.
+
+    :class:`IpTable` answers "which entry covers this address?" in O(log n): at build time
+    the entries are cut into disjoint segments, each pointing at the narrowest entry that
+    covers it (so a /32 inside a /24 wins, the way a longest-prefix match would), and a
+    lookup is one bisection over the segment starts.
 
     This module knows nothing about mail or settings.
 
@@ -17,11 +22,12 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import ipaddress
 import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+import netaddr
 
 T = TypeVar("T")
 
@@ -82,17 +88,27 @@ class IpRange:
 
 
 def _int_to_text(version: int, value: int) -> str:
-    return str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))
+    return str(netaddr.IPAddress(value, version))
 
 
-def _parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def _parse_address(text: str) -> netaddr.IPAddress:
+    """An address; an IPv4-mapped IPv6 address (``::ffff:192.0.2.1``) is its IPv4 address."""
+    if not text or text != text.strip() or "/" in text or "%" in text:
+        raise BadIpEntry(f"{text!r} is not an IP address")
     try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
+        address = netaddr.IPAddress(text)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
         raise BadIpEntry(f"{text!r} is not an IP address") from None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+    if address.version == 6 and address.is_ipv4_mapped():
+        return address.ipv4()
     return address
+
+
+def range_to_networks(ip_range: IpRange) -> list[str]:
+    """The CIDR networks that cover *ip_range* exactly, smallest number of them."""
+    first = netaddr.IPAddress(ip_range.first, ip_range.version)
+    last = netaddr.IPAddress(ip_range.last, ip_range.version)
+    return [str(network) for network in netaddr.iprange_to_cidrs(first, last)]
 
 
 def parse_range(text: str) -> IpRange:
@@ -137,12 +153,10 @@ def _parse_network(text: str) -> IpRange:
         prefixlen -= 96  # an IPv4-mapped network written in IPv6 form
     if not 0 <= prefixlen <= bits:
         raise BadIpEntry(f"{text!r}: prefix length must be 0 to {bits}")
-    host_mask = (1 << (bits - prefixlen)) - 1
-    first = int(address)
-    if first & host_mask:
-        network = _int_to_text(address.version, first & ~host_mask)
-        raise BadIpEntry(f"{text!r} has host bits set (did you mean {network}/{prefixlen}?)")
-    return IpRange(address.version, first, first | host_mask, "network")
+    network = netaddr.IPNetwork((int(address), prefixlen), version=address.version)
+    if network.first != int(address):
+        raise BadIpEntry(f"{text!r} has host bits set (did you mean {network.cidr}?)")
+    return IpRange(address.version, network.first, network.last, "network")
 
 
 _V4_MAPPED = 0xFFFF << 32
@@ -240,6 +254,9 @@ def _build_segments(entries: list[tuple[IpRange, int, T]]) -> tuple[list[int], l
 
 def find_overlaps(ranges: Iterable[IpRange]) -> Iterator[tuple[int, int]]:
     """Yield ``(i, j)`` index pairs, ``j`` overlapping an earlier-starting range ``i``.
+
+    A sweep over the ranges sorted by start (netaddr has no pairwise finder: an ``IPSet``
+    merges overlapping ranges and forgets which entries they were).
 
     Each range that overlaps anything is reported once, against the range reaching furthest
     among those before it, which is enough for a warning that names both.
