@@ -153,10 +153,12 @@ def _parse_network(text: str) -> IpRange:
         prefixlen -= 96  # an IPv4-mapped network written in IPv6 form
     if not 0 <= prefixlen <= bits:
         raise BadIpEntry(f"{text!r}: prefix length must be 0 to {bits}")
-    network = netaddr.IPNetwork((int(address), prefixlen), version=address.version)
-    if network.first != int(address):
-        raise BadIpEntry(f"{text!r} has host bits set (did you mean {network.cidr}?)")
-    return IpRange(address.version, network.first, network.last, "network")
+    host_mask = (1 << (bits - prefixlen)) - 1
+    first = int(address)
+    if first & host_mask:
+        network = _int_to_text(address.version, first & ~host_mask)
+        raise BadIpEntry(f"{text!r} has host bits set (did you mean {network}/{prefixlen}?)")
+    return IpRange(address.version, first, first | host_mask, "network")
 
 
 _V4_MAPPED = 0xFFFF << 32
