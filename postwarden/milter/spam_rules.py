@@ -135,6 +135,6 @@ def explain_matches(rules: Sequence[CompiledRule], text: MessageText) -> list[Ru
             if match is not None:
                 start, end = match.span()
                 low, high = max(0, start - EXCERPT_CONTEXT), end + EXCERPT_CONTEXT
-                excerpt = value[low:high].replace("\r", " ").replace("\n", " ")
+                excerpt = value[low:high].replace("\r", " ").replace("\n", " ").strip()
                 found.append(RuleMatch(rule.name, rule.field, instance, start, end, excerpt))
     return found
