@@ -61,10 +61,8 @@ def coverage(
             result.append(DomainSigning(domain, False, None, None, warnings))
             continue
         if key is None:
-            warnings.append(
-                f"{domain} sends UNSIGNED mail: neither it nor {primary} has a DKIM key that"
-                " verifies in DNS"
-            )
+            who = "it has no" if domain == primary else f"neither it nor {primary} has a"
+            warnings.append(f"{domain} sends UNSIGNED mail: {who} DKIM key that verifies in DNS")
         elif own is None and any(r.status is Status.ACTIVE for r in rows):
             warnings.append(f"{domain} is signed with {primary}'s key instead of its own")
         result.append(

@@ -203,12 +203,12 @@ class PolicyService:
                     request.recipient,
                 )
             )
-        if view.snapshot.settings.decision_log.enabled:
-            self.record(decision_record(view.snapshot, facts, decision, now))
         elif decision.verdict is Verdict.ACCEPT and unknown_recipient_rule(
             view.snapshot, facts, decision.direction
         ):
             self._admit(canonical_address(envelope_address(request.recipient)))
+        if view.snapshot.settings.decision_log.enabled:
+            self.record(decision_record(view.snapshot, facts, decision, now))
         _log_decision(request, decision)
         metrics.POLICY_DECISIONS.labels(decision.rule.value, decision.governing_domain or "-").inc()
         metrics.POLICY_SECONDS.observe(time.perf_counter() - start)

@@ -53,8 +53,16 @@ def test_status_reports_daemons_versions_and_dkim(
     assert code == 0, data
     assert {d["name"] for d in data["daemons"]} == {"postwarden-policyd", "postwarden-milter"}
     assert all(d["reachable"] and d["settings_current"] for d in data["daemons"])
-    assert data["dkim"] == [
-        {"domain": "hosted.test", "active": None, "algorithm": None, "pending": ["postwarden"]}
+    (dkim,) = data["dkim"]
+    assert {k: dkim[k] for k in ("domain", "active", "algorithm", "pending", "signed_by")} == {
+        "domain": "hosted.test",
+        "active": None,
+        "algorithm": None,
+        "pending": ["postwarden"],
+        "signed_by": None,
+    }
+    assert data["warnings"] == [
+        "hosted.test sends UNSIGNED mail: it has no DKIM key that verifies in DNS"
     ]
     installation.cli("block", "add", "192.0.2.1")
     wait_for(lambda: status(installation)[0] == 0)  # both reloaded the new version
