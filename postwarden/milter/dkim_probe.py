@@ -87,10 +87,10 @@ def sign_as_milter(
         sasl_user=PROBE_USER,
         queue_id="DKIMTEST",
         sender=sender,
-        recipients=[f"<{PROBE_RECIPIENT}>"],
         headers=list(message.headers),
         body=message.body,
     )
+    facts.add_recipient(f"<{PROBE_RECIPIENT}>", ())
     plan = plan_message(view, facts)
     raw = as_sent(message, plan.signature) if plan.signature else None
     return SignedProbe(raw, plan.signature_domain, tuple(plan.notes))
