@@ -48,11 +48,13 @@ def dns_server() -> Iterator[DnsServer]:
 def inst(traversable_tmp: Path, service_user: ServiceUser, dns_server: DnsServer) -> Installation:
     inst = Installation(traversable_tmp, service_user)
     inst.cli("domain", "add", "signed.test")
+    written = inst.settings.read_text()
+    assert written.endswith("...\n")  # the end marker stays last
     inst.write(
-        inst.settings.read_text()
+        written.removesuffix("...\n")
         + f"dns:\n  nameserver: '{dns_server.address}'\n  timeout: 2\n"
         + "dkim_watch:\n  pending_first_check: 1\n  pending_max_interval: 2\n"
-        + "  active_interval: 1\n  failing_interval: 1\n"
+        + "  active_interval: 1\n  failing_interval: 1\n...\n"
     )
     return inst
 
