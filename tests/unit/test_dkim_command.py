@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from postwarden.cli import dkim as dkim_command
 from postwarden.dkim import keys, record
 from postwarden.dkim.dnscheck import CheckResult, Outcome
 from postwarden.dkim.receiver import ReceiverVerdict
@@ -45,7 +46,7 @@ def _fake_receiver(message: bytes, **kwargs: Any) -> ReceiverVerdict:
 @pytest.fixture
 def dns(monkeypatch: pytest.MonkeyPatch) -> FakeDns:
     fake = FakeDns()
-    monkeypatch.setattr(dkim_probe, "check_record", fake)
+    monkeypatch.setattr(dkim_command, "check_record", fake)
     monkeypatch.setattr(dkim_probe, "verify_message", _fake_receiver)
     return fake
 
