@@ -6,8 +6,12 @@ Description:
 
     - listens on ``inet:HOST:PORT`` (``inet:[::1]:PORT`` for IPv6) or ``unix:PATH``;
     - loads the settings once at start (a daemon without valid settings does not start),
-      then checks the file every second from a worker thread and on SIGHUP, compiling the
-      new view there — never on the event loop — and publishing it with one assignment;
+      then forks its worker processes (:mod:`postwarden.prefork`), which share the
+      listening sockets and the compiled settings;
+    - in every worker, checks the file every second from a thread and on SIGHUP, compiling
+      the new view there — never on the event loop — and publishing it with one assignment;
+    - spreads Postfix's long-lived connections evenly over the workers and closes new ones
+      past ``--max-connections`` (logged, counted);
     - stops on SIGTERM/SIGINT: closes the listeners, lets requests in flight finish.
 
 Settings read:
@@ -30,6 +34,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import stat
 import threading
 from collections.abc import Callable
@@ -37,18 +42,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import uvloop
+
 from postwarden import __version__
 from postwarden.errors import PostwardenError
+from postwarden.prefork import Supervisor, WorkerBoard
 from postwarden.settings import paths
 from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.source import SnapshotSource
-from postwarden.util import sdnotify
 
 log = logging.getLogger(__name__)
 
 V = TypeVar("V")
 
 REFRESH_SECONDS = 1.0
+BACKLOG = 256
+HEARTBEAT_SECONDS = 1.0
+DEFER_ACCEPT = 0.002  # seconds a busier worker leaves a new connection to the others
+REFUSAL_LOG_EVERY = 10.0
 
 
 class BadAddress(PostwardenError):
@@ -108,7 +119,7 @@ class Published(Generic[V]):
         self.source = source
         self._compile = compile_view
         self._also_changed = also_changed
-        self._on_settings_change = on_settings_change
+        self.on_settings_change = on_settings_change
         self.value: V = compile_view(source.current)
         self.reloads = 0
 
@@ -120,8 +131,8 @@ class Published(Generic[V]):
         if settings_changed or also or force:
             self.value = self._compile(self.source.current)
             self.reloads += 1
-        if settings_changed and self._on_settings_change is not None:
-            self._on_settings_change(previous, self.source.current)
+        if settings_changed and self.on_settings_change is not None:
+            self.on_settings_change(previous, self.source.current)
 
 
 class SettingsWatcher:
@@ -161,8 +172,37 @@ class SettingsWatcher:
                 log.exception("settings reload failed; keeping the last good settings")
 
 
+ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+class CountedProtocol(asyncio.Protocol):
+    """A protocol that tells its listener when its connection ends (for the board)."""
+
+    released: Callable[[], None] | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        release, self.released = self.released, None
+        if release is not None:
+            release()
+
+
+@dataclass
+class Worker:
+    """What one worker process serves: a protocol factory per listener (None: a listener
+    this worker leaves to worker 0), what to start on its event loop, and its clean-up."""
+
+    factories: list[ProtocolFactory | None]
+    started: Callable[[asyncio.AbstractEventLoop], None] = lambda loop: None
+    stop: Callable[[], None] = lambda: None
+
+
 class Daemon(Generic[V]):
-    """Run protocol servers over a published view of the settings until told to stop."""
+    """Run protocol servers over a published view of the settings until told to stop.
+
+    The parent loads and compiles the settings and binds the listeners; *workers* forked
+    processes (:mod:`postwarden.prefork`) then serve them, each with its own event loop and
+    settings watcher. ``on_settings_change`` runs in worker 0 only (one report per change).
+    """
 
     def __init__(
         self,
@@ -173,73 +213,253 @@ class Daemon(Generic[V]):
         socket_mode: int = 0o660,
         on_settings_change: Callable[[Snapshot, Snapshot], None] | None = None,
         on_settings_refused: Callable[[str], None] | None = None,
+        workers: int = 1,
+        max_connections: int = 0,
     ) -> None:
         self.name = name
         self.source = SnapshotSource(settings_path, on_refused=on_settings_refused)
         self.source.load()
         self.published = Published(self.source, compile_view, on_settings_change=on_settings_change)
-        self.watcher = SettingsWatcher(self.published)
         self.socket_mode = socket_mode
+        self.workers = workers
+        self.max_connections = max_connections
 
-    def run(self, servers: list[tuple[ListenAddress, Callable[[], asyncio.Protocol]]]) -> None:
-        """Serve until SIGTERM/SIGINT."""
-        asyncio.run(self._main(servers))
+    def run(
+        self,
+        addresses: list[ListenAddress],
+        start_worker: Callable[[int], Worker],
+        *,
+        before_fork: Callable[[], None] = lambda: None,
+        first_worker_only: frozenset[int] = frozenset(),
+    ) -> int:
+        """Bind, fork the workers (``start_worker(index)`` in each), serve until SIGTERM.
 
-    async def _main(
-        self, servers: list[tuple[ListenAddress, Callable[[], asyncio.Protocol]]]
+        The listeners numbered in *first_worker_only* are served by worker 0 alone (its
+        ``start_worker`` gives their factories; the others give None).
+        """
+        sockets = [self._bind(address) for address in addresses]
+        # Privileges are dropped here, after binding and before forking (issue 10).
+        before_fork()
+        board = WorkerBoard(self.workers, len(addresses))
+
+        def work(index: int) -> int:
+            if index != 0:
+                self.published.on_settings_change = None
+            worker = start_worker(index)
+            try:
+                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                    runner.run(self._serve(index, board, sockets, worker, first_worker_only))
+            finally:
+                worker.stop()
+            return 0
+
+        def remove_socket_files() -> None:
+            for address, sock in zip(addresses, sockets, strict=True):
+                sock.close()
+                if address.path:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(address.path)
+
+        where = ", ".join(str(a) for a in addresses)
+        log.info("%s started: %s, %d worker(s)", self.name, where, self.workers)
+        supervisor = Supervisor(
+            self.name, self.workers, work, board, on_stopped=remove_socket_files
+        )
+        return supervisor.run(f"answering on {where}")
+
+    async def _serve(
+        self,
+        index: int,
+        board: WorkerBoard,
+        sockets: list[socket.socket],
+        worker: Worker,
+        first_worker_only: frozenset[int],
     ) -> None:
         loop = asyncio.get_running_loop()
-        listeners = [await self._listen(address, factory) for address, factory in servers]
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self._reload_now)
-        self.watcher.start()
-        where = ", ".join(str(a) for a, _ in servers)
-        log.info("%s started: %s", self.name, where)
-        sdnotify.notify("READY=1", f"STATUS=answering on {where}")
-        interval = sdnotify.watchdog_interval()
-        if interval:
-            self._keep_alive(loop, interval)
+        watcher = SettingsWatcher(self.published)
+        loop.add_signal_handler(signal.SIGHUP, watcher.poke)
+        acceptors = [
+            BalancedAcceptor(
+                loop,
+                sock,
+                factory,
+                board,
+                listener,
+                index,
+                self.max_connections,
+                self.name,
+                balance=board.workers > 1 and listener not in first_worker_only,
+            )
+            for listener, (sock, factory) in enumerate(zip(sockets, worker.factories, strict=True))
+            if factory is not None
+        ]
+        worker.started(loop)
+        watcher.start()
+        beat = _Heartbeat(loop, board, index)
         await stop.wait()
-        log.info("%s stopping", self.name)
-        sdnotify.notify("STOPPING=1")
-        self.watcher.stop()
-        for listener in listeners:
-            listener.close()
-        for listener in listeners:
-            await listener.wait_closed()
-        for address, _ in servers:
-            if address.path:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(address.path)
+        beat.stop()
+        watcher.stop()
+        for acceptor in acceptors:
+            acceptor.close()
 
-    def _keep_alive(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
-        """Ping systemd's watchdog from the event loop itself: a stuck loop stops the pings."""
-        sdnotify.notify("WATCHDOG=1")
-        loop.call_later(interval, self._keep_alive, loop, interval)
-
-    def _reload_now(self) -> None:
-        log.info("SIGHUP: reloading settings")
-        self.watcher.poke()
-
-    async def _listen(
-        self, address: ListenAddress, factory: Callable[[], asyncio.Protocol]
-    ) -> asyncio.Server:
-        loop = asyncio.get_running_loop()
+    def _bind(self, address: ListenAddress) -> socket.socket:
         if address.path:
             _remove_stale_socket(address.path)
-            server = await loop.create_unix_server(factory, address.path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(address.path)
             os.chmod(address.path, self.socket_mode)
-            return server
-        if not address.is_loopback():
+        else:
+            if not address.is_loopback():
+                log.warning(
+                    "%s listens on %s, which is not loopback: the protocol has no"
+                    " authentication, restrict access by firewall",
+                    self.name,
+                    address,
+                )
+            info = socket.getaddrinfo(
+                address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            sock = socket.socket(info[0], socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(info[4])
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+        return sock
+
+
+class _Heartbeat:
+    """Write the worker's heartbeat from its event loop: a stuck loop stops it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, board: WorkerBoard, index: int) -> None:
+        self._loop, self._board, self._index = loop, board, index
+        self._handle: asyncio.TimerHandle | None = None
+        self._tick()
+
+    def _tick(self) -> None:
+        self._board.beat(self._index)
+        self._handle = self._loop.call_later(HEARTBEAT_SECONDS, self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+class BalancedAcceptor:
+    """Accept on a listening socket shared by every worker, one connection at a time.
+
+    Postfix keeps its connections for minutes, so how they are spread over the workers
+    decides how the load is: a worker that already holds more connections on this listener
+    than another live worker leaves a new one for that worker for :data:`DEFER_ACCEPT`
+    seconds (and takes it after that, should the other be busy). Past *limit* connections
+    in all (0: no limit) a new connection is closed at once, logged and counted.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        factory: ProtocolFactory,
+        board: WorkerBoard,
+        listener: int,
+        worker: int,
+        limit: int,
+        name: str,
+        *,
+        balance: bool = True,
+    ) -> None:
+        self._loop = loop
+        self._balance = balance
+        self._sock = sock
+        self._factory = factory
+        self._board = board
+        self._listener = listener
+        self._worker = worker
+        self._limit = limit
+        self._name = name
+        self._waiting: asyncio.TimerHandle | None = None
+        self._refused_since_log = 0
+        self._last_refusal_log = 0.0
+        self._watching = False
+        self._watch()
+
+    def _watch(self) -> None:
+        self._waiting = None
+        if not self._watching:
+            self._loop.add_reader(self._sock.fileno(), self._acceptable)
+            self._watching = True
+
+    def _pause(self, seconds: float) -> None:
+        if self._watching:
+            self._loop.remove_reader(self._sock.fileno())
+            self._watching = False
+        self._waiting = self._loop.call_later(seconds, self._watch)
+
+    def close(self) -> None:
+        if self._waiting is not None:
+            self._waiting.cancel()
+        if self._watching:
+            self._loop.remove_reader(self._sock.fileno())
+            self._watching = False
+
+    def _acceptable(self) -> None:
+        board, listener, worker = self._board, self._listener, self._worker
+        if self._balance and board.busier_than_another(listener, worker, self._loop.time()):
+            self._pause(DEFER_ACCEPT)
+            return
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # another worker took it
+        except OSError as exc:  # out of file descriptors and the like: back off
+            log.error("%s: cannot accept a connection: %s", self._name, exc)
+            self._pause(1.0)
+            return
+        if self._limit and board.total() >= self._limit:
+            conn.close()
+            self._refused()
+            return
+        conn.setblocking(False)
+        board.add(listener, worker, 1)
+        self._loop.create_task(self._start(conn))
+
+    async def _start(self, conn: socket.socket) -> None:
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._board.add(self._listener, self._worker, -1)
+
+        try:
+            _, protocol = await self._loop.connect_accepted_socket(self._factory, conn)
+        except OSError:
+            release()
+            conn.close()
+            return
+        if isinstance(protocol, CountedProtocol):
+            protocol.released = release
+        else:  # nothing tells us when it ends: do not count it
+            release()
+
+    def _refused(self) -> None:
+        from postwarden import metrics  # metrics imports this module for ListenAddress
+
+        metrics.CONNECTIONS_REFUSED.inc()
+        self._refused_since_log += 1
+        now = self._loop.time()
+        if now - self._last_refusal_log >= REFUSAL_LOG_EVERY:
             log.warning(
-                "%s listens on %s, which is not loopback: the protocol has no"
-                " authentication, restrict access by firewall",
-                self.name,
-                address,
+                "%s: connection limit %d reached; %d connection(s) closed unanswered",
+                self._name,
+                self._limit,
+                self._refused_since_log,
             )
-        return await loop.create_server(factory, address.host, address.port, reuse_address=True)
+            self._refused_since_log = 0
+            self._last_refusal_log = now
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -1,18 +1,26 @@
-"""The pymilter class: collect what Postfix sends, apply the plan at end of message.
+"""The milter: collect what Postfix sends, apply the plan at end of message.
 
 Description:
-    One instance per Postfix connection (libmilter runs a thread for each). The callbacks
-    only record facts; :func:`~postwarden.milter.verdict.plan_message` decides. Callbacks
-    that never change the outcome are declared ``@noreply`` and steps that are not needed
-    (HELO, DATA, unknown commands, end of headers) are switched off at negotiation, so
-    Postfix waits for us only at end of body and end of message. The body is requested only
-    as far as needed: in full to sign, up to the spam filter's cap otherwise (``SKIP``).
+    One :class:`PostwardenMilter` per Postfix connection (libmilter runs a thread for
+    each). The callbacks only record facts; :func:`~postwarden.milter.verdict.plan_message`
+    decides. :func:`run` registers them with pymilter's low-level ``milter`` module
+    directly, one Python call per callback: per message a signing milter is called some
+    twenty times (a header field each), and pymilter's generic dispatch (a lambda, byte
+    decoding by reflection, a reply-mode wrapper) cost more than the rest of the callback.
+
+    Callbacks that never change the outcome (connect, MAIL, RCPT, each header) are
+    negotiated as "no reply" and steps that are not needed (HELO, DATA, unknown commands,
+    end of headers) are switched off, so Postfix waits for us only at end of body and end
+    of message. The body: for a trusted client (whose mail may be signed) it streams into
+    the DKIM body hash and is not kept; otherwise it is kept up to four times the spam
+    filter's cap and Postfix is told to skip the rest (``SKIP``).
 
 Protocol:
     Actions negotiated: add header, change header (delete), add recipient with ESMTP
-    parameters, delete recipient, and the macro list. Macros used: ``{auth_authen}`` and
-    ``{daemon_name}`` (MAIL; the latter tells the hand-back listener from the others) and
-    ``i`` (end of message), all in Postfix's defaults. Recipients are deleted in the form
+    parameters, delete recipient, and the macro list. Macros used, asked for per stage
+    with the macro list (Postfix then sends no others): ``{auth_authen}`` and
+    ``{daemon_name}`` at MAIL (the latter tells the hand-back listener from the others) and
+    ``i`` at end of message. Recipients are deleted in the form
     Postfix stored them (no source route) and added in quoted canonical form.
 
 Errors:
@@ -31,10 +39,12 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import Milter
+import milter
 
 from postwarden import metrics
 from postwarden.address import domain_of, external_address
 from postwarden.decision import Facts, is_trusted
+from postwarden.milter.dkim_sign import BodyHasher
 from postwarden.milter.verdict import MessageFacts, Plan, plan_message
 from postwarden.milter.view import MilterView
 from postwarden.routing import HANDBACK_DAEMON_NAME
@@ -50,10 +60,20 @@ FLAGS = (
     | Milter.ADDRCPT_PAR
     | Milter.SETSYMLIST
 )
+# Steps Postfix need not send at all, and callbacks it need not wait for.
+_SKIPPED = Milter.P_NOHELO | Milter.P_NODATA | Milter.P_NOUNKNOWN | Milter.P_NOEOH
+_NO_REPLY = Milter.P_NR_CONN | Milter.P_NR_MAIL | Milter.P_NR_RCPT | Milter.P_NR_HDR
+_MACROS = (  # per stage, the macros we read (Postfix sends nothing else)
+    (Milter.M_CONNECT, ()),
+    (Milter.M_ENVFROM, ("{auth_authen}", "{daemon_name}")),
+    (Milter.M_ENVRCPT, ()),
+    (Milter.M_EOM, ("i",)),
+)
+_UNLIMITED = 1 << 62
 
 
 class PostwardenMilter(Milter.Base):  # type: ignore[misc]
-    """Thin: state in, plan out."""
+    """Thin: state in, plan out. ``Milter.Base`` supplies the actions (addheader, ...)."""
 
     view: ClassVar[Callable[[], MilterView]]
     record: ClassVar[Callable[[BlockEvent], None]]
@@ -62,22 +82,29 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
         super().__init__()
         self.client_ip = "127.0.0.1"
         self.facts: MessageFacts | None = None
-        self.chunks: list[bytes] = []
-        self.body_size = 0
-        self.body_cap = 0
+        self.noreply = Milter.CONTINUE  # what a no-reply callback returns (negotiated)
+        self._reset()
 
-    @Milter.noreply
-    @Milter.symlist()
-    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+    def negotiate_options(self, opts: list[int]) -> None:
+        """Choose the protocol options among those Postfix offers (see the docstring)."""
+        self._actions, offered = opts[0], opts[1]
+        no_reply = _NO_REPLY if offered & _NO_REPLY == _NO_REPLY else 0
+        opts[1] = self._protocol = offered & (_SKIPPED | no_reply | Milter.P_SKIP)
+        opts[2] = opts[3] = 0
+        self.noreply = Milter.NOREPLY if no_reply else Milter.CONTINUE
+        if self._actions & Milter.SETSYMLIST:
+            # the context's own call: Milter.Base.setsymlist joins bytes, which pymilter
+            # 1.0.5 refuses; its own negotiate then falls back to "everything, replies".
+            for stage, macros in _MACROS:
+                self._ctx.setsymlist(stage, " ".join(macros))
+
+    def connect(self, family: int, hostaddr: Any) -> None:
         if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
             self.client_ip = str(hostaddr[0])
         else:  # local submission (non_smtpd_milters) and unix-socket clients
             self.client_ip = "127.0.0.1"
-        return Milter.CONTINUE
 
-    @Milter.noreply
-    @Milter.symlist("{auth_authen}", "{daemon_name}")
-    def envfrom(self, sender: str, *params: str) -> int:
+    def envfrom(self, sender: str) -> None:
         self._reset()
         self.facts = MessageFacts(
             client_ip=self.client_ip,
@@ -85,49 +112,46 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
             sender=sender.strip("<>"),
             handback=self.getsymval("{daemon_name}") == HANDBACK_DAEMON_NAME,
         )
-        return Milter.CONTINUE
 
-    @Milter.noreply
-    @Milter.symlist()
-    def envrcpt(self, recipient: str, *params: str) -> int:
+    def envrcpt(self, recipient: str, params: tuple[str, ...]) -> None:
         if self.facts is not None:
             self.facts.add_recipient(recipient, params)
-        return Milter.CONTINUE
-
-    @Milter.noreply
-    @Milter.decode("bytes")
-    def header(self, name: str, value: bytes) -> int:
-        if self.facts is not None:
-            self.facts.headers.append((name, value))
-        return Milter.CONTINUE
 
     def body(self, chunk: bytes) -> int:
         facts = self.facts
         if facts is None:
             return Milter.CONTINUE
-        if not self.body_cap:
-            self.body_cap = self._body_cap(facts)
-        chunk = chunk[: self.body_cap - self.body_size]
+        if self.hasher is None and not self.body_cap:
+            self._start_body(facts)
+        if self.hasher is not None:
+            self.hasher.update(chunk)
+            return Milter.CONTINUE
+        if self.body_size + len(chunk) > self.body_cap:
+            chunk = chunk[: self.body_cap - self.body_size]
         self.chunks.append(chunk)
         self.body_size += len(chunk)
         return Milter.SKIP if self.body_size >= self.body_cap else Milter.CONTINUE
 
-    def _body_cap(self, facts: MessageFacts) -> int:
-        """All of it to sign (trusted clients); four times the spam cap otherwise."""
+    def _start_body(self, facts: MessageFacts) -> None:
+        """Hash the body to sign it (trusted clients); keep what the spam rules read else."""
         view = self.view()
         if is_trusted(
             view.snapshot, Facts(facts.client_ip, facts.sender, "", sasl_user=facts.sasl_user)
         ):
-            return 1 << 62
-        return 4 * view.snapshot.settings.spam_filter.body_limit + 1
+            self.hasher = BodyHasher()
+            self.body_cap = _UNLIMITED
+        else:
+            self.body_cap = 4 * view.snapshot.settings.spam_filter.body_limit + 1
 
-    @Milter.symlist("i")
     def eom(self) -> int:
-        facts, chunks = self.facts, self.chunks
+        facts, chunks, hasher = self.facts, self.chunks, self.hasher
         self._reset()
         if facts is None:
             return Milter.CONTINUE
-        facts.body = b"".join(chunks)
+        if hasher is not None:
+            facts.body_hash = hasher.digest()
+        else:
+            facts.body = b"".join(chunks)
         facts.queue_id = self.getsymval("i") or "NOQUEUE"
         try:
             start = time.perf_counter()
@@ -164,12 +188,100 @@ class PostwardenMilter(Milter.Base):  # type: ignore[misc]
         _log(facts, plan, "accept")
         return Milter.CONTINUE
 
-    def abort(self) -> int:
-        self._reset()
-        return Milter.CONTINUE
-
     def _reset(self) -> None:
         self.facts, self.chunks, self.body_size, self.body_cap = None, [], 0, 0
+        self.hasher: BodyHasher | None = None
+
+
+# -- the low-level callbacks: one Python call each -----------------------------------------
+
+
+def _negotiate(ctx: Any, opts: list[int]) -> int:
+    instance = Milter.factory()
+    instance._setctx(ctx)
+    instance.negotiate_options(opts)
+    return Milter.CONTINUE
+
+
+def _connect(ctx: Any, hostname: str, family: int, hostaddr: Any) -> int:
+    instance = ctx.getpriv()
+    if instance is None:  # an MTA without negotiation
+        instance = Milter.factory()
+        instance._setctx(ctx)
+    instance.connect(family, hostaddr)
+    return int(instance.noreply)
+
+
+def _envfrom(ctx: Any, sender: bytes, *params: bytes) -> int:
+    instance = ctx.getpriv()
+    instance.envfrom(sender.decode("utf-8", "surrogateescape"))
+    return int(instance.noreply)
+
+
+def _envrcpt(ctx: Any, recipient: bytes, *params: bytes) -> int:
+    instance = ctx.getpriv()
+    instance.envrcpt(
+        recipient.decode("utf-8", "surrogateescape"),
+        tuple(p.decode("utf-8", "surrogateescape") for p in params),
+    )
+    return int(instance.noreply)
+
+
+def _header(ctx: Any, name: str, value: bytes) -> int:
+    instance = ctx.getpriv()
+    facts = instance.facts
+    if facts is not None:
+        facts.headers.append((name, value))
+    return int(instance.noreply)
+
+
+def _body(ctx: Any, chunk: bytes) -> int:
+    return int(ctx.getpriv().body(chunk))
+
+
+def _eom(ctx: Any) -> int:
+    return int(ctx.getpriv().eom())
+
+
+def _abort(ctx: Any) -> int:
+    ctx.getpriv()._reset()
+    return Milter.CONTINUE
+
+
+def _close(ctx: Any) -> int:
+    instance = ctx.getpriv()
+    if instance is not None:
+        instance._setctx(None)  # release the context: the instance goes with it
+    return Milter.CONTINUE
+
+
+def _not_negotiated(ctx: Any, *args: Any) -> int:
+    return Milter.CONTINUE  # HELO, DATA, end of headers, unknown: switched off at negotiation
+
+
+def run(name: str, address: str, timeout: int, *, listening: Callable[[], None]) -> None:
+    """Register the callbacks, open *address*, call *listening*, serve until stopped.
+
+    What ``Milter.runmilter`` does, with the callbacks above. *listening* runs once the
+    socket is bound and before any connection is served.
+    """
+    milter.set_flags(FLAGS)
+    milter.set_connect_callback(_connect)
+    milter.set_helo_callback(_not_negotiated)
+    milter.set_envfrom_callback(_envfrom)
+    milter.set_envrcpt_callback(_envrcpt)
+    milter.set_header_callback(_header)
+    milter.set_eoh_callback(_not_negotiated)
+    milter.set_body_callback(_body)
+    milter.set_eom_callback(_eom)
+    milter.set_abort_callback(_abort)
+    milter.set_close_callback(_close)
+    milter.setconn(address)
+    milter.settimeout(timeout)
+    milter.register(name, data=_not_negotiated, unknown=_not_negotiated, negotiate=_negotiate)
+    milter.opensocket(True)
+    listening()
+    milter.main()
 
 
 def blocked_attempts(

@@ -144,6 +144,81 @@ def body_hash(body: bytes) -> bytes:
     return base64.b64encode(hashlib.sha256(canonicalize_body(body)).digest())
 
 
+class BodyHasher:
+    """``bh=`` of a body fed in chunks as they arrive: :func:`body_hash` without the buffer.
+
+    Between chunks it keeps at most two bytes — the end of the body so far that the next
+    chunk may still change (a white-space run, which a line end would remove, and a CR,
+    which an LF would make a line end) — and a count of the empty lines seen last:
+    relaxed canonicalization drops empty lines at the end of the body, so they are hashed
+    only once something follows them. Memory stays constant whatever the body's size or
+    line lengths; each byte is canonicalized once.
+    """
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._pending = b""  # undecided end: at most one space and one CR
+        self._empty_lines = 0  # CRLFs held back: trailing, unless more text follows
+        self._hashed = False  # anything but held-back CRLFs hashed yet
+
+    def update(self, chunk: bytes) -> None:
+        data = self._pending + chunk if self._pending else chunk
+        end = data.rfind(b"\n") + 1
+        if end:
+            self._hash(_relaxed_lines(data[:end] if end < len(data) else data))
+        self._pending = self._settle(data[end:]) if end < len(data) else b""
+
+    def digest(self) -> bytes:
+        """The base64 ``bh=`` value; the hasher is spent afterwards."""
+        if self._pending:  # a body ending without a line end: relaxed adds the CRLF
+            self._hash(self._pending)
+            self._pending = b""
+        if self._hashed:
+            self._sha.update(b"\r\n")
+        return base64.b64encode(self._sha.digest())
+
+    def _settle(self, rest: bytes) -> bytes:
+        """Hash what no later byte can change; return the rest (the undecided end)."""
+        cr = b"\r" if rest.endswith(b"\r") else b""
+        core = rest[:-1] if cr else rest
+        decided = core.rstrip(b" \t")
+        if decided:
+            self._hash(_relaxed_lines(decided))
+        return (b" " if len(decided) < len(core) else b"") + cr
+
+    def _hash(self, canonical: bytes) -> None:
+        """Hash canonical text, holding back the CRLFs it ends with."""
+        text = canonical.rstrip(b"\r\n")
+        tail = canonical[len(text) :]  # CRLF pairs and lone CRs (every LF follows a CR)
+        if tail.endswith(b"\r"):
+            text, tail = canonical, b""
+        else:
+            lone = tail.rfind(b"\r\r")
+            if lone >= 0:
+                text, tail = canonical[: len(text) + lone + 1], tail[lone + 1 :]
+        if text:
+            if self._empty_lines:
+                self._sha.update(b"\r\n" * self._empty_lines)
+            self._sha.update(text)
+            self._hashed = True
+            self._empty_lines = 0
+        self._empty_lines += len(tail) // 2
+
+
+def _relaxed_lines(lines: bytes) -> bytes:
+    """Relaxed canonicalization of whole lines or of text no later byte changes.
+
+    Bare LF is made CRLF first; trailing CRLFs are kept (the caller holds them back).
+    """
+    if b"\n" in lines and lines.count(b"\n") != lines.count(b"\r\n"):
+        lines = _BARE_LF.sub(b"\r\n", lines)
+    if b" \r\n" in lines or b"\t" in lines:
+        lines = _TRAILING_WSP.sub(b"\r\n", lines)
+    if b"\t" in lines or b"  " in lines:
+        lines = _WSP_RUN.sub(b" ", lines)
+    return lines
+
+
 def sign(
     headers: Sequence[tuple[str, bytes | str]],
     body: bytes,
@@ -154,10 +229,13 @@ def sign(
     algorithm: str | None = None,
     timestamp: int | None = None,
     sign_headers: Iterable[str] = DEFAULT_SIGN_HEADERS,
+    bh: bytes | None = None,
 ) -> str:
     """The ``DKIM-Signature`` value for the message (see the module docstring).
 
-    *algorithm* is ``"rsa"`` or ``"ed25519"`` (the key's type when None).
+    *algorithm* is ``"rsa"`` or ``"ed25519"`` (the key's type when None). *bh*: the body
+    hash already computed while the body streamed by (:class:`BodyHasher`); *body* is then
+    not read.
     """
     kind = _algorithm(key, algorithm)
     fields = [(name, _as_bytes(value)) for name, value in headers]
@@ -176,7 +254,7 @@ def sign(
         ("s", selector),
         ("t", str(int(time.time()) if timestamp is None else int(timestamp))),
         ("h", ":".join(h_names)),
-        ("bh", body_hash(body).decode("ascii")),
+        ("bh", (body_hash(body) if bh is None else bh).decode("ascii")),
     ]
     prefix, column = _fold_tags(tags)
     signed = _header_data(fields, lowered, h_names) + canonicalize_header(

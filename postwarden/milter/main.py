@@ -29,7 +29,8 @@ from postwarden import log as logsetup
 from postwarden import metrics
 from postwarden.errors import PostwardenError
 from postwarden.metrics import start_metrics
-from postwarden.milter.app import FLAGS, PostwardenMilter
+from postwarden.milter.app import PostwardenMilter
+from postwarden.milter.app import run as run_milter
 from postwarden.milter.key_watch import KeyWatchThread
 from postwarden.milter.keyring import KeyRing
 from postwarden.milter.recipients import KnownRecipients
@@ -119,6 +120,10 @@ def _no_delay_on_listener(port: int) -> None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def _count_reload() -> None:
+    metrics.RELOADS.inc()
+
+
 def _keep_alive(interval: float, watcher: SettingsWatcher) -> None:
     """Ping systemd's watchdog while the settings watcher lives (libmilter runs the rest)."""
     while watcher.alive():
@@ -150,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         keyring = KeyRing(args.state_dir)
         known = KnownRecipients(args.state_dir, _policyd_client(args.policyd_socketmap))
         settings_changed = daemon_status.reporter(
-            args.state_dir, PROGRAM, str(address), metrics.RELOADS.inc
+            args.state_dir, PROGRAM, str(address), _count_reload
         )
 
         published: Published[MilterView] = Published(
@@ -174,18 +179,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     PostwardenMilter.view = staticmethod(lambda: published.value)  # type: ignore[assignment]
     PostwardenMilter.record = staticmethod(recorder.record)  # type: ignore[assignment]
     Milter.factory = PostwardenMilter
-    Milter.set_flags(FLAGS)
     if address.path:
         os.umask(0o007)  # the socket: 0660, for Postfix through the socket's group
-    open_socket = Milter.milter.opensocket
 
-    def opensocket(remove: bool) -> None:
-        open_socket(remove)
+    def listening() -> None:
+        # The socket is bound: privileges are dropped here, before serving (issue 10).
         if not address.path:
             _no_delay_on_listener(address.port)
         sdnotify.notify("READY=1", f"STATUS=milter on {address}")
 
-    Milter.milter.opensocket = opensocket
     interval = sdnotify.watchdog_interval()
     if interval:
         threading.Thread(
@@ -193,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ).start()
     log.info("%s started: %s", PROGRAM, address)
     try:
-        Milter.runmilter(PROGRAM, libmilter_address(address), IO_TIMEOUT)
+        run_milter(PROGRAM, libmilter_address(address), IO_TIMEOUT, listening=listening)
     except Milter.milter.error as exc:
         log.critical("cannot run the milter on %s: %s", address, exc)
         return 1

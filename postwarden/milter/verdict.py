@@ -75,7 +75,8 @@ class MessageFacts:
     recipient_params: dict[str, tuple[str, ...]] = field(default_factory=dict)
     stored_forms: dict[str, list[str]] = field(default_factory=dict)  # as Postfix stored them
     headers: list[tuple[str, bytes]] = field(default_factory=list)
-    body: bytes = b""
+    body: bytes = b""  # as far as the spam rules read it; empty when streamed to body_hash
+    body_hash: bytes | None = None  # DKIM bh=, computed while the body streamed by
     handback: bool = False  # arrived on the listener where routes hand mail back
 
     def add_recipient(self, argument: str, params: tuple[str, ...]) -> None:
@@ -186,6 +187,7 @@ def _sign(view: MilterView, facts: MessageFacts, plan: Plan) -> None:
         selector=key.selector,
         key=key.key,
         algorithm=key.algorithm,
+        bh=facts.body_hash,
     )
     plan.notes.append(f"signed d={key.domain} s={key.selector}")
 

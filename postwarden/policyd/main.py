@@ -2,15 +2,26 @@
 
 Usage:
     postwarden-policyd [--settings F] [--state-dir D] [--policy ADDR] [--socketmap ADDR]
+                       [--workers N] [--max-connections N]
 
 ADDR is ``inet:HOST:PORT`` or ``unix:PATH``. Defaults: policy ``inet:127.0.0.1:10040``,
 socketmap ``inet:127.0.0.1:10041``. See ``postwarden postfix-config`` for the main.cf lines.
+
+One process per core by default (``--workers``): the parent compiles the settings and binds
+the listeners, the workers answer (see :mod:`postwarden.prefork`). Every worker answers
+policy requests; worker 0 alone answers socketmap lookups, because ``rcptok`` and
+``unknown`` need the unknown-recipient admissions the policy answers made, which the other
+workers relay to it (:mod:`postwarden.policyd.admission_relay`). Each worker writes what it
+learns (blocks, admitted unknown recipients) through its own bounded state writer; SQLite's
+locking serialises the writers (WAL, a 5 s busy timeout), as it already does for the milter
+and the CLI.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -20,6 +31,7 @@ from postwarden import log as logsetup
 from postwarden import metrics
 from postwarden.errors import PostwardenError
 from postwarden.metrics import start_metrics
+from postwarden.policyd.admission_relay import AdmissionPipe, CollectingService, RelayingService
 from postwarden.policyd.protocol import format_reply, parse_request
 from postwarden.policyd.server import (
     FramedProtocol,
@@ -27,9 +39,9 @@ from postwarden.policyd.server import (
     netstring_reply,
     socketmap_framing,
 )
-from postwarden.policyd.service import TEMPFAIL, PolicydView, PolicyService, compile_view
+from postwarden.policyd.service import TEMPFAIL, PolicydView, compile_view
 from postwarden.postfix.postconf import PostfixUnavailable, parameters
-from postwarden.server import Daemon, ListenAddress, daemon_parser
+from postwarden.server import Daemon, ListenAddress, Worker, daemon_parser
 from postwarden.settings import daemon_status
 from postwarden.settings.activity import ListedEntries
 from postwarden.settings.audit import FileChanges
@@ -40,6 +52,10 @@ from postwarden.util.netstring import encode
 log = logging.getLogger("postwarden.policyd")
 
 PROGRAM = "postwarden-policyd"
+# Postfix's default process limit is 100 smtpd processes, each with a policy and a
+# socketmap connection, plus trivial-rewrite, smtp and postscreen: room for all of them
+# twice over; a partial request holds at most 64 KB, so the worst case is bounded too.
+DEFAULT_MAX_CONNECTIONS = 1000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="socketmap listener (default %(default)s)",
     )
     parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=len(os.sched_getaffinity(0)) or 1,
+        metavar="N",
+        help="worker processes (default: one per core it may run on, %(default)s here)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="connections open at once, both listeners and all workers; more are closed"
+        " unanswered, logged and counted (default %(default)s)",
+    )
+    parser.add_argument(
         "--postfix-config-dir",
         metavar="DIR",
         help="the Postfix instance whose smtp_tls_security_level is the floor",
@@ -72,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the global smtp_tls_security_level (default: ask postconf)",
     )
     return parser
+
+
+def _count_reload() -> None:
+    metrics.RELOADS.inc()  # looked up now: the workers count in their own metric objects
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def global_tls_level(args: argparse.Namespace) -> str:
@@ -95,7 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level = global_tls_level(args)
         file_changes = FileChanges(args.state_dir, args.settings)
         report = daemon_status.reporter(
-            args.state_dir, PROGRAM, f"{policy_address} {socketmap_address}", metrics.RELOADS.inc
+            args.state_dir,
+            PROGRAM,
+            f"{policy_address} {socketmap_address}",
+            _count_reload,
         )
 
         def settings_changed(old: Snapshot | None, new: Snapshot) -> None:
@@ -112,48 +156,68 @@ def main(argv: Sequence[str] | None = None) -> int:
             partial(compile_view, global_tls_level=level),
             on_settings_change=settings_changed,
             on_settings_refused=lambda reason: metrics.SETTINGS_REFUSED.labels(reason).inc(),
+            workers=args.workers,
+            max_connections=args.max_connections,
         )
         settings_changed(None, daemon.source.current)
     except (PostwardenError, OSError) as exc:
         log.critical("%s", exc)
         return 1
-    start_metrics(args.metrics)
     published = daemon.published
-    writer = StateWriter(
-        args.state_dir,
-        lambda: published.value.snapshot.settings.block_history,
-        decision_log=lambda: published.value.snapshot.settings.decision_log,
-    )
-    writer.start()
-    writer.record(ListedEntries.of(published.value.snapshot.settings, time.time()))
-    service = PolicyService(lambda: published.value, writer.record)
+    pipe = AdmissionPipe()  # before forking: every worker inherits it
+    metrics_dir = ""
 
-    def policy(frame: bytes) -> bytes:
-        return format_reply(service.answer_policy(parse_request(frame)))
+    def before_fork() -> None:
+        nonlocal metrics_dir
+        metrics_dir = metrics.use_multiprocess()
+        start_metrics(args.metrics)
 
-    servers = [
-        (
-            policy_address,
-            lambda: FramedProtocol(PolicyFraming(), policy, format_reply(TEMPFAIL), "policy"),
-        ),
-        (
-            socketmap_address,
-            lambda: FramedProtocol(
+    def start_worker(index: int) -> Worker:
+        nonlocal writer  # this worker's own (settings_changed records through it in worker 0)
+        writer = StateWriter(
+            args.state_dir,
+            lambda: published.value.snapshot.settings.block_history,
+            decision_log=lambda: published.value.snapshot.settings.decision_log,
+        )
+        writer.start()
+        if index == 0:  # since when each IP list entry is enforced (block prune)
+            writer.record(ListedEntries.of(published.value.snapshot.settings, time.time()))
+        kind = CollectingService if index == 0 else RelayingService
+        service = kind(lambda: published.value, writer.record, pipe=pipe)
+
+        def policy(frame: bytes) -> bytes:
+            return format_reply(service.answer_policy(parse_request(frame)))
+
+        def policy_protocol() -> FramedProtocol:
+            return FramedProtocol(PolicyFraming(), policy, format_reply(TEMPFAIL), "policy")
+
+        def socketmap_protocol() -> FramedProtocol:
+            return FramedProtocol(
                 socketmap_framing(),
                 netstring_reply(service.answer_socketmap),
                 encode(b"TEMP internal error"),
                 "socketmap",
-            ),
-        ),
-    ]
+            )
+
+        if isinstance(service, CollectingService):
+            return Worker(
+                [policy_protocol, socketmap_protocol], started=service.watch, stop=writer.stop
+            )
+        return Worker([policy_protocol, None], stop=writer.stop)
+
     try:
-        daemon.run(servers)
+        return daemon.run(
+            [policy_address, socketmap_address],
+            start_worker,
+            before_fork=before_fork,
+            first_worker_only=frozenset({1}),  # socketmap: admissions live in worker 0
+        )
     except OSError as exc:
         log.critical("cannot listen: %s", exc)
         return 1
     finally:
-        writer.stop()
-    return 0
+        if metrics_dir:
+            metrics.remove_multiprocess(metrics_dir)
 
 
 if __name__ == "__main__":

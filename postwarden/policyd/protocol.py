@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from postwarden.errors import PostwardenError
 
 MAX_REQUEST = 64 * 1024
-_NAME = re.compile(rb"[a-z0-9_]{1,64}")
+# One name=value line; a request is well formed when every line is one (counted below).
+_LINE = re.compile(rb"^([a-z0-9_]{1,64})=(.*)$", re.MULTILINE)
 
 
 class MalformedRequest(PostwardenError):
@@ -58,12 +59,10 @@ def parse_request(block: bytes) -> PolicyRequest:
     """Parse one request block (without its terminating empty line)."""
     if len(block) > MAX_REQUEST:
         raise MalformedRequest(f"request larger than {MAX_REQUEST} bytes")
-    attributes: dict[bytes, bytes] = {}
-    for line in block.split(b"\n"):
-        name, sep, value = line.partition(b"=")
-        if not sep or not _NAME.fullmatch(name):
-            raise MalformedRequest("line is not name=value")
-        attributes[name] = value
+    pairs = _LINE.findall(block)
+    if len(pairs) != block.count(b"\n") + 1:
+        raise MalformedRequest("line is not name=value")
+    attributes = dict(pairs)
     kind = attributes.get(b"request")
     if kind != b"smtpd_access_policy":
         raise MalformedRequest(f"unsupported request type {_safe(kind)}")
@@ -74,22 +73,24 @@ def _safe(value: bytes | None) -> str:
     return "(none)" if value is None else repr(value[:40].decode("ascii", "replace"))
 
 
-def _from_attributes(attributes: Mapping[bytes, bytes]) -> PolicyRequest:
-    def text(name: bytes) -> str:
-        return attributes.get(name, b"").decode("utf-8", "replace")
+_USED = (  # the attributes PolicyRequest keeps, in its field order
+    b"protocol_state",
+    b"client_address",
+    b"client_name",
+    b"sender",
+    b"recipient",
+    b"queue_id",
+    b"sasl_username",
+    b"encryption_protocol",
+    b"server_port",
+    b"instance",
+)
 
-    return PolicyRequest(
-        protocol_state=text(b"protocol_state").upper(),
-        client_address=text(b"client_address"),
-        client_name=text(b"client_name"),
-        sender=text(b"sender"),
-        recipient=text(b"recipient"),
-        queue_id=text(b"queue_id"),
-        sasl_username=text(b"sasl_username"),
-        encryption_protocol=text(b"encryption_protocol"),
-        server_port=text(b"server_port"),
-        instance=text(b"instance"),
-    )
+
+def _from_attributes(attributes: Mapping[bytes, bytes]) -> PolicyRequest:
+    get = attributes.get
+    state, *rest = (get(name, b"").decode("utf-8", "replace") for name in _USED)
+    return PolicyRequest(state.upper(), *rest)
 
 
 def format_reply(action: str) -> bytes:

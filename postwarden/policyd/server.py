@@ -23,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator
+from typing import cast
 
 from postwarden import metrics
 from postwarden.errors import PostwardenError
 from postwarden.policyd.protocol import MAX_REQUEST
+from postwarden.server import CountedProtocol
 from postwarden.util.netstring import NetstringDecoder, encode
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,7 @@ IDLE_TIMEOUT = 600.0
 MAX_PENDING_OUTPUT = 1 << 20
 
 
-class FramedProtocol(asyncio.Protocol):
+class FramedProtocol(CountedProtocol):
     """Frames in, replies out, over one connection."""
 
     def __init__(
@@ -55,8 +57,7 @@ class FramedProtocol(asyncio.Protocol):
         self._peer = "?"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         peer = transport.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
         loop = asyncio.get_running_loop()
@@ -67,6 +68,7 @@ class FramedProtocol(asyncio.Protocol):
         if self._timer:
             self._timer.cancel()
         self._transport = None
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
@@ -116,20 +118,34 @@ class FramedProtocol(asyncio.Protocol):
 
 
 class PolicyFraming:
-    """Cut a stream into policy request blocks (terminated by an empty line)."""
+    """Cut a stream into policy request blocks (terminated by an empty line).
+
+    A partial request is kept up to :data:`MAX_REQUEST` bytes, and each byte is searched
+    once however slowly it arrives (no quadratic re-scan of a request sent a byte at a time).
+    """
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._scanned = 0  # the buffer holds no terminator before this offset
 
     def __call__(self, data: bytes) -> Iterator[bytes]:
-        self._buffer += data
+        if not self._buffer and data.endswith(b"\n\n") and data.find(b"\n\n") == len(data) - 2:
+            if len(data) - 2 > MAX_REQUEST:
+                raise _TooLarge(f"request larger than {MAX_REQUEST} bytes")
+            yield data[:-2]  # the usual case: exactly one whole request
+            return
+        buffer = self._buffer
+        buffer += data
         while True:
-            end = self._buffer.find(b"\n\n")
+            end = buffer.find(b"\n\n", max(0, self._scanned - 1))
             if end < 0:
-                if len(self._buffer) > MAX_REQUEST:
+                if len(buffer) > MAX_REQUEST:
                     raise _TooLarge(f"request larger than {MAX_REQUEST} bytes")
+                self._scanned = len(buffer)
                 return
-            block, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+            block = bytes(buffer[:end])
+            del buffer[: end + 2]
+            self._scanned = 0
             yield block
 
 

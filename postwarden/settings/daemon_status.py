@@ -33,14 +33,21 @@ class DaemonStatus:
 
 
 def report(
-    state_dir: Path, name: str, *, started: float, loaded: float, digest: str, listening: str
+    state_dir: Path,
+    name: str,
+    *,
+    started: float,
+    loaded: float,
+    digest: str,
+    listening: str,
+    pid: int | None = None,
 ) -> None:
-    """Write this daemon's row; a failure is logged, never raised."""
+    """Write this daemon's row (*pid*: the daemon's, default this process's); never raises."""
     try:
         with StateDB.open(state_dir) as db, transaction(db.conn):
             db.conn.execute(
                 "INSERT OR REPLACE INTO daemon_status VALUES (?, ?, ?, ?, ?, ?)",
-                (name, os.getpid(), started, loaded, digest, listening),
+                (name, pid or os.getpid(), started, loaded, digest, listening),
             )
     except (sqlite3.Error, OSError) as exc:
         log.error("status not recorded: %s", exc)
@@ -54,8 +61,13 @@ def read_all(db: StateDB) -> list[DaemonStatus]:
 def reporter(
     state_dir: Path, name: str, listening: str, on_reload: Callable[[], None]
 ) -> Callable[[Snapshot | None, Snapshot], None]:
-    """A settings-change callback that reports the new version (``on_reload`` on reloads)."""
+    """A settings-change callback that reports the new version (``on_reload`` on reloads).
+
+    The row names the process that made the reporter (a daemon's parent process, also when
+    one of its workers reports).
+    """
     started = time.time()
+    pid = os.getpid()
 
     def settings_changed(old: Snapshot | None, new: Snapshot) -> None:
         if old is not None:
@@ -67,6 +79,7 @@ def reporter(
             loaded=new.loaded_at,
             digest=new.digest,
             listening=listening,
+            pid=pid,
         )
 
     return settings_changed

@@ -15,6 +15,7 @@ Errors:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -273,8 +274,8 @@ class IpEntry:
     range: IpRange
     note: str = ""
 
-    @property
-    def text(self) -> str:
+    @functools.cached_property
+    def text(self) -> str:  # once per entry: it is in every log line of a decision it makes
         return self.range.to_text()
 
 

@@ -7,7 +7,9 @@ Description:
     :class:`~postwarden.settings.activity.DecisionRecord` (for ``what-if``); on each
     settings load the daemon adds a :class:`~postwarden.settings.activity.ListedEntries`.
     A worker thread writes them in batches, one transaction per kind and batch, and applies
-    the retention limits once an hour. A full queue or a failing database (disk full,
+    the retention limits once an hour. Several processes may each run a writer (policyd's
+    workers, the milter): SQLite's locking (WAL, busy timeout) serialises their
+    transactions, and batching keeps them few. A full queue or a failing database (disk full,
     permissions) drops events and logs it — rate-limited — while answers go on. Decision
     records are the first to go: once the queue is three-quarters full they are dropped
     (counted in :attr:`StateWriter.dropped_decisions`), so a flood never costs a block record.
@@ -32,6 +34,7 @@ from postwarden.settings.state import BlockEvent, StateDB
 log = logging.getLogger(__name__)
 
 BATCH = 500
+GATHER = 0.05  # seconds a lone event waits for company
 PRUNE_EVERY = 3600.0
 ERROR_LOG_EVERY = 60.0
 
@@ -132,13 +135,30 @@ class StateWriter:
         )
 
     def _next_batch(self) -> list[Event | None]:
+        """The next events to write: all that wait, up to BATCH; a short wait to gather more.
+
+        Under load each transaction takes a full batch; when events trickle in, up to
+        :data:`GATHER` seconds' worth share one transaction — writers of several processes
+        share the database's lock, and each transaction takes it once. An unknown recipient
+        is written at once: the milter looks for it at the end of the same message.
+        """
         batch = [self._queue.get()]
+        self._drain(batch)
+        if (
+            len(batch) < BATCH
+            and batch[-1] is not None
+            and not any(isinstance(e, UnknownRecipient) for e in batch)
+        ):
+            time.sleep(GATHER)  # the milter may look for an unknown recipient at once
+            self._drain(batch)
+        return batch
+
+    def _drain(self, batch: list[Event | None]) -> None:
         while len(batch) < BATCH and batch[-1] is not None:
             try:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:
-                break
-        return batch
+                return
 
     def _log_error(self, exc: Exception) -> None:
         now = time.monotonic()

@@ -9,12 +9,12 @@ on every request above 10,000 entries and fell to about 800/s).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
+import time
 from pathlib import Path
 
-from tests.bench.bench_policyd import _free_port, _requests, _run_load, _wait_for_port
+from postwarden.settings.load import load_text
+from tests.bench.bench_policyd import _policyd, _report, _requests
 
 RECIPIENTS = 30_000
 SETTINGS = """\
@@ -32,35 +32,14 @@ routes:
 def main() -> None:
     probes = [f"198.51.100.{i % 250 + 1}" for i in range(RECIPIENTS)]
     requests = _requests(probes)  # recipient bob{i}@example.com: 30,000 distinct
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "settings.yaml"
-        path.write_text(SETTINGS)
-        port, socketmap_port = _free_port(), _free_port()
-        daemon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "postwarden.policyd.main",
-                "--settings",
-                str(path),
-                "--state-dir",
-                str(Path(tmp) / "state"),
-                "--policy",
-                f"inet:127.0.0.1:{port}",
-                "--socketmap",
-                f"inet:127.0.0.1:{socketmap_port}",
-                "--tls-security-level",
-                "may",
-                "--metrics",
-                "none",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            _wait_for_port(port)
-            print(f"{RECIPIENTS:,} distinct unknown recipients admitted for routing:")
-            _run_load(port, daemon.pid, requests, 8)
-        finally:
-            daemon.terminate()
-            daemon.wait(10)
+    settings = load_text(SETTINGS, "bench").settings
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        _policyd(settings, Path(tmp) / "state") as (
+            daemon,
+            port,
+        ),
+    ):
+        time.sleep(1)  # the workers are forked
+        print(f"{RECIPIENTS:,} distinct unknown recipients admitted for routing:")
+        _report("  8 connections, closed loop", daemon.pid, requests, port, None)

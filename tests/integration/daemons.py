@@ -152,13 +152,19 @@ class Policyd(ServiceDaemon):
     module, log_name = "postwarden.policyd.main", "policyd.log"
 
     def __init__(
-        self, installation: Installation, *, tls_level: str = "may", socket_dir: Path | None = None
+        self,
+        installation: Installation,
+        *,
+        tls_level: str = "may",
+        socket_dir: Path | None = None,
+        options: tuple[str, ...] = (),
     ) -> None:
         super().__init__(installation)
         self.policy_port = free_port()
         self.socketmap_port = free_port()
         self.socket_dir = socket_dir
         self.tls_level = tls_level
+        self.options = options  # more command-line options (--workers, --max-connections)
 
     @property
     def policy_address(self) -> str:
@@ -180,7 +186,14 @@ class Policyd(ServiceDaemon):
             self.socketmap_address,
             "--tls-security-level",
             self.tls_level,
+            *self.options,
         ]
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the daemon's worker processes (its children)."""
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return sorted(int(pid) for pid in children.read_text().split())
 
     def wait_until_ready(self) -> None:
         if self.socket_dir:
@@ -214,17 +227,26 @@ class Policyd(ServiceDaemon):
 
 
 class MilterDaemon(ServiceDaemon):
-    """``postwarden-milter`` on a free loopback port."""
+    """``postwarden-milter`` on a free loopback port, or on the unix socket *socket_path*."""
 
     module, log_name = "postwarden.milter.main", "milter.log"
 
-    def __init__(self, installation: Installation, policyd: Policyd | None = None) -> None:
+    def __init__(
+        self,
+        installation: Installation,
+        policyd: Policyd | None = None,
+        *,
+        socket_path: Path | None = None,
+    ) -> None:
         super().__init__(installation)
         self.port = free_port()
         self.policyd = policyd  # asked which recipients Postfix did not know
+        self.socket_path = socket_path
 
     @property
     def address(self) -> str:
+        if self.socket_path:
+            return f"unix:{self.socket_path}"
         return f"inet:127.0.0.1:{self.port}"
 
     def arguments(self) -> list[str]:
@@ -232,7 +254,10 @@ class MilterDaemon(ServiceDaemon):
         return ["--socket", self.address, "--policyd-socketmap", policyd]
 
     def wait_until_ready(self) -> None:
-        wait_for_port("127.0.0.1", self.port, timeout=15, proc=self.process)
+        if self.socket_path:
+            wait_for_unix_socket(self.socket_path, timeout=15, proc=self.process)
+        else:
+            wait_for_port("127.0.0.1", self.port, timeout=15, proc=self.process)
 
 
 def wire(postfix: PostfixInstance, policyd: Policyd | None, milter: MilterDaemon) -> None:

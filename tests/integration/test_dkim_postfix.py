@@ -241,3 +241,45 @@ def test_an_encoded_display_name_is_signed(
     message = wait_new(smtp_sink, 1)
     assert signature_tags(message)["d"] == "hosted.test"
     assert verify(message, dns_server)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_large_body_is_signed_without_being_buffered(
+    postfix_factory: Callable[..., PostfixInstance],
+    installation: Installation,
+    dns_server: DnsServer,
+    smtp_sink: SmtpSink,
+) -> None:
+    """Issue 9: a trusted client's 52 MB body made the milter 50 MB larger; now it streams."""
+    publish_and_verify(installation, dns_server, "hosted.test")
+    milter = MilterDaemon(installation)
+    milter.start()
+    try:
+        instance = postfix_factory(
+            hosted=HOSTED,
+            routes={"ext.example": smtp_sink.nexthop},
+            main_cf={"message_size_limit": "40000000"},
+        )
+        wire(instance, None, milter)
+        assert milter.process is not None
+        submit(instance, "alice@hosted.test")  # warm up: threads, keys, caches
+        before = _peak_rss_mb(milter.process.pid)
+        body = b"".join(b"line %06d of a large message  \r\n" % i for i in range(600_000))
+        message = b"From: alice@hosted.test\r\nTo: x@ext.example\r\nSubject: big\r\n\r\n" + body
+        result = send(
+            instance.submission_port, "alice@hosted.test", ["x@ext.example"],
+            client_ip="192.0.2.1", sasl_user="alice", message=message, timeout=120,
+        )  # fmt: skip
+        assert result.queue_id, result
+        delivered = smtp_sink.wait_for(2, timeout=60)[-1]
+        assert delivered.raw.rstrip().endswith(b"line 599999 of a large message")
+        assert verify(delivered, dns_server)
+        assert _peak_rss_mb(milter.process.pid) - before < 8  # the body is 20 MB
+    finally:
+        milter.stop()

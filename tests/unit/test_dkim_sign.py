@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import Sequence
 
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from postwarden.dkim import keys, record
 from postwarden.milter.dkim_sign import (
     DEFAULT_SIGN_HEADERS,
+    BodyHasher,
     FromHeaderCount,
     NotSignable,
     WrongKeyType,
@@ -64,6 +67,56 @@ header_names = st.text(
 @settings(max_examples=1500)
 def test_body_canonicalization_equals_dkimpy(body: bytes) -> None:
     assert canonicalize_body(body) == Relaxed.canonicalize_body(body)
+
+
+def _streamed(body: bytes, cuts: list[int]) -> bytes:
+    """bh= of *body* fed to a BodyHasher in pieces cut at *cuts* (as milter chunks arrive)."""
+    hasher = BodyHasher()
+    start = 0
+    for cut in sorted(c % (len(body) + 1) for c in cuts):
+        hasher.update(body[start:cut])
+        start = cut
+    hasher.update(body[start:])
+    return hasher.digest()
+
+
+def _dkimpy_body_hash(body: bytes) -> bytes:
+    """dkimpy's bh= for relaxed body canonicalization of the body as transported (CRLF)."""
+    crlf = re.sub(rb"(?<!\r)\n", b"\r\n", body)
+    return base64.b64encode(hashlib.sha256(Relaxed.canonicalize_body(crlf)).digest())
+
+
+@given(messy_bytes, st.lists(st.integers(0, 400), max_size=12))
+@settings(max_examples=3000)
+def test_streamed_body_hash_equals_dkimpy_wherever_the_chunks_end(
+    body: bytes, cuts: list[int]
+) -> None:
+    assert _streamed(body, cuts) == _dkimpy_body_hash(body) == body_hash(body)
+
+
+def test_streamed_body_hash_keeps_no_body() -> None:
+    """Issue 9: a 52 MB body of a trusted client was buffered whole to be signed."""
+    hasher = BodyHasher()
+    line = b"0123456789 " * 6000  # one line of 66 KB, no line end: the worst case
+    for _ in range(100):
+        hasher.update(line)
+        assert len(hasher._pending) <= 2
+    hasher.update(b"  \t \r")
+    assert hasher._pending == b" \r"
+    hasher.update(b"\n" + b"\r\n" * 1000)  # trailing empty lines: a count, not bytes
+    assert hasher._pending == b"" and hasher._empty_lines == 1001
+    assert hasher.digest() == body_hash(line * 100 + b"  \t \r\n" + b"\r\n" * 1000)
+
+
+@pytest.mark.parametrize("key_name", ["rsa-2048", "ed25519"])
+def test_a_streamed_body_hash_signs_as_the_whole_body(key_name: str) -> None:
+    body = b"Hello \t world  \r\n\r\nsecond line\n\r\n\r\n"
+    hasher = BodyHasher()
+    for piece in (body[:7], body[7:8], body[8:30], body[30:]):
+        hasher.update(piece)
+    value = sign(BASIC, b"", domain=DOMAIN, selector=SELECTOR, key=KEYS[key_name],
+                 bh=hasher.digest())  # fmt: skip
+    assert verifies(message(value, BASIC, body), KEYS[key_name])
 
 
 @given(header_names, st.sampled_from(["", " ", "\t "]), messy_bytes)
