@@ -201,7 +201,8 @@ class Daemon(Generic[V]):
 
     The parent loads and compiles the settings and binds the listeners; *workers* forked
     processes (:mod:`postwarden.prefork`) then serve them, each with its own event loop and
-    settings watcher. ``on_settings_change`` runs in worker 0 only (one report per change).
+    settings watcher. ``on_settings_change`` and ``on_settings_refused`` run in worker 0
+    only (one report per change; the parent also reports the version it started with).
     """
 
     def __init__(
@@ -217,7 +218,8 @@ class Daemon(Generic[V]):
         max_connections: int = 0,
     ) -> None:
         self.name = name
-        self.source = SnapshotSource(settings_path, on_refused=on_settings_refused)
+        self._on_settings_refused = on_settings_refused
+        self.source = SnapshotSource(settings_path, on_refused=self._settings_refused)
         self.source.load()
         self.published = Published(self.source, compile_view, on_settings_change=on_settings_change)
         self.socket_mode = socket_mode
@@ -243,8 +245,9 @@ class Daemon(Generic[V]):
         board = WorkerBoard(self.workers, len(addresses))
 
         def work(index: int) -> int:
-            if index != 0:
+            if index != 0:  # worker 0 reports and counts settings versions, once for all
                 self.published.on_settings_change = None
+                self._on_settings_refused = None
             worker = start_worker(index)
             try:
                 with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -266,6 +269,10 @@ class Daemon(Generic[V]):
             self.name, self.workers, work, board, on_stopped=remove_socket_files
         )
         return supervisor.run(f"answering on {where}")
+
+    def _settings_refused(self, reason: str) -> None:
+        if self._on_settings_refused is not None:
+            self._on_settings_refused(reason)
 
     async def _serve(
         self,

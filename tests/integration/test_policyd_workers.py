@@ -261,9 +261,7 @@ def test_partial_requests_cannot_hold_more_than_the_limit(installation: Installa
                 closed += 1
             conn.close()
         assert closed >= 150
-        with socket.create_connection(("127.0.0.1", policyd.policy_port), timeout=5) as conn:
-            _wait(lambda: _room_for_one(policyd.policy_port), "answers again")
-            assert _ask(conn) == BLOCKED_ANSWER
+        _wait(lambda: _room_for_one(policyd.policy_port), "answers again")
     finally:
         policyd.stop()
 
