@@ -31,6 +31,7 @@ p99 <= 2 ms from 100; at the SMTP level >= 0.95 x the cidr tables.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import heapq
 import multiprocessing
@@ -151,12 +152,20 @@ def _in_child(port: int, requests: list[bytes], connections: int, rate: float | 
 
 
 @functools.cache
+def _private_dir() -> Path:
+    """A directory for the load generator and its requests, removed at exit."""
+    path = Path(tempfile.mkdtemp(prefix="pw-bench-load-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+@functools.cache
 def _c_load_generator() -> Path | None:
     """policy_load.c built with the system's C compiler; None without one."""
     compiler = shutil.which("cc")
     if compiler is None:
         return None
-    binary = Path(tempfile.mkdtemp(prefix="pw-bench-load-")) / "policy_load"
+    binary = _private_dir() / "policy_load"
     source = Path(__file__).with_name("policy_load.c")
     done = subprocess.run([compiler, "-O2", "-o", str(binary), str(source)], check=False)
     return binary if done.returncode == 0 else None
@@ -164,7 +173,7 @@ def _c_load_generator() -> Path | None:
 
 @functools.cache
 def _requests_file(requests: tuple[bytes, ...]) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="pw-bench-requests-")) / "requests"
+    path = _private_dir() / "requests"
     path.write_bytes(b"".join(requests))
     return path
 
