@@ -10,9 +10,10 @@ STAMP     := $(VENV)/.installed
 # python3-venv/-dev: the venv and pymilter's C build against Debian's Python; dovecot-sieve:
 # sievec, which compiles the shipped Sieve rule in the tests; systemd: systemd-analyze verify;
 # chromium, chromium-driver: the headless browser of the web console's tests (Debian's build:
-# Playwright's own browser download is not used).
+# Playwright's own browser download is not used); libpq5: psycopg's client library (the
+# PostgreSQL store); postgresql: the private cluster of the fleet tests (never its own cluster).
 DEBIAN_PACKAGES := postfix libmilter-dev swaks dnsmasq-base openssl python3-venv python3-dev \
-                   dovecot-sieve systemd chromium chromium-driver
+                   dovecot-sieve systemd chromium chromium-driver libpq5 postgresql
 
 .PHONY: deps system-deps test run lint bench soak clean
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from postwarden.dkim import keys
 from postwarden.dkim.store import DkimKeys
-from postwarden.settings.state import StateDB
+from postwarden.state.db import StateDB
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = Path(os.environ.get("POSTWARDEN_DEMO_DIR") or ROOT / "run")

@@ -15,8 +15,9 @@ Description:
     - stops on SIGTERM/SIGINT: closes the listeners, lets requests in flight finish.
 
 Settings read:
-    the settings file named by ``--settings`` (through
-    :class:`~postwarden.settings.source.SnapshotSource`).
+    the settings of the store named by ``--store`` (the file named by ``--settings``, or a
+    shared database's, cached locally), through
+    :class:`~postwarden.settings.source.SnapshotSource`.
 
 Security:
     A ``unix:`` socket is created with mode 0660 (``--socket-mode``): give the Postfix user
@@ -50,6 +51,7 @@ from postwarden.prefork import Supervisor, WorkerBoard
 from postwarden.settings import paths
 from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.source import SnapshotSource
+from postwarden.store import DaemonLink, Store, open_store, store_url
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +210,7 @@ class Daemon(Generic[V]):
     def __init__(
         self,
         name: str,
-        settings_path: Path,
+        link: DaemonLink,
         compile_view: Callable[[Snapshot], V],
         *,
         socket_mode: int = 0o660,
@@ -217,10 +219,11 @@ class Daemon(Generic[V]):
         workers: int = 1,
         max_connections: int = 0,
     ) -> None:
+        """*link* is the daemon's link to the store (its settings, loaded here)."""
         self.name = name
         self._on_settings_refused = on_settings_refused
-        self.source = SnapshotSource(settings_path, on_refused=self._settings_refused)
-        self.source.load()
+        self.source = link.source(on_refused=self._settings_refused)
+        self._watcher: SettingsWatcher | None = None  # this worker's, once it serves
         self.published = Published(self.source, compile_view, on_settings_change=on_settings_change)
         self.socket_mode = socket_mode
         self.workers = workers
@@ -270,6 +273,11 @@ class Daemon(Generic[V]):
         )
         return supervisor.run(f"answering on {where}")
 
+    def poke(self) -> None:
+        """Look for new settings now (this worker's watcher; a shared store's sync calls it)."""
+        if self._watcher is not None:
+            self._watcher.poke()
+
     def _settings_refused(self, reason: str) -> None:
         if self._on_settings_refused is not None:
             self._on_settings_refused(reason)
@@ -286,7 +294,7 @@ class Daemon(Generic[V]):
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        watcher = SettingsWatcher(self.published)
+        watcher = self._watcher = SettingsWatcher(self.published)
         loop.add_signal_handler(signal.SIGHUP, watcher.poke)
         acceptors = [
             BalancedAcceptor(
@@ -483,12 +491,19 @@ def _remove_stale_socket(path: str) -> None:
 def daemon_parser(
     program: str, description: str, *, metrics: str | None
 ) -> argparse.ArgumentParser:
-    """The options every daemon takes: settings, state, metrics, logging, version.
+    """The options every daemon takes: store, settings, state, metrics, logging, version.
 
     Each daemon adds its listening addresses; ``metrics`` is its default /metrics address
     (None: it has none, as the web console).
     """
     parser = argparse.ArgumentParser(prog=program, description=description)
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        default=store_url(None, os.environ),
+        help="file: (the settings file and state directory) or postgresql://... shared by a"
+        " fleet (env POSTWARDEN_STORE; default %(default)s)",
+    )
     parser.add_argument(
         "--settings",
         type=Path,
@@ -499,7 +514,8 @@ def daemon_parser(
         "--state-dir",
         type=Path,
         default=paths.state_dir(None, os.environ),
-        help="state directory (env POSTWARDEN_STATE_DIR; default %(default)s)",
+        help="state directory: this host's state, or with a shared store its cached settings"
+        " and buffered state (env POSTWARDEN_STATE_DIR; default %(default)s)",
     )
     if metrics is not None:
         parser.add_argument(
@@ -514,3 +530,8 @@ def daemon_parser(
     )
     parser.add_argument("--version", action="version", version=f"{program} {__version__}")
     return parser
+
+
+def open_daemon_store(args: argparse.Namespace) -> Store:
+    """The store the options of :func:`daemon_parser` name."""
+    return open_store(args.store, settings_path=args.settings, state_dir=args.state_dir)

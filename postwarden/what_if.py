@@ -2,7 +2,7 @@
 
 Description:
     policyd records every RCPT decision (facts and outcome, no message content; see
-    :mod:`postwarden.settings.activity`). :func:`replay` decides each recorded request again
+    :mod:`postwarden.state.activity`). :func:`replay` decides each recorded request again
     with :func:`~postwarden.decision.decide_recipient` over the *proposed* settings and
     compares with what was actually answered:
 
@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 
 from postwarden.decision import Decision, Facts, Verdict, decide_recipient
 from postwarden.routing import route_message
-from postwarden.settings.activity import DecisionRecord
 from postwarden.settings.model import Settings
 from postwarden.settings.snapshot import Snapshot
+from postwarden.state.activity import DecisionRecord
 
 CATEGORIES = ("newly_refused", "newly_allowed", "refused_differently", "routed_differently")
 

@@ -2,9 +2,9 @@
 
 Description:
     :func:`history` reads the single refused attempts (``block_attempts``, see
-    :mod:`postwarden.settings.activity`) of one domain's block, or of every domain.
+    :mod:`postwarden.state.activity`) of one domain's block, or of every domain.
     :func:`prune` removes from a domain's own ``blocked_ips`` the entries that blocked
-    nothing for a number of days — only those :mod:`postwarden.settings.prune` can vouch
+    nothing for a number of days — only those :mod:`postwarden.state.prune` can vouch
     for — through the one edit path (dry run, audit trail); every kept entry comes back with
     the reason.
 """
@@ -18,10 +18,10 @@ from postwarden.admin import scope
 from postwarden.admin.edit import Change, edit_domain
 from postwarden.admin.errors import BadInput
 from postwarden.admin.session import Admin
-from postwarden.settings import activity
-from postwarden.settings.activity import Attempt
 from postwarden.settings.model import DomainBlock, Settings
-from postwarden.settings.prune import PruneVerdict, unused_entries
+from postwarden.state import activity
+from postwarden.state.activity import Attempt
+from postwarden.state.prune import PruneVerdict, unused_entries
 
 
 def history(

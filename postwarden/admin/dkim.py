@@ -13,8 +13,9 @@ Errors:
     file; :class:`~postwarden.dkim.store.SelectorExists` and friends from the key table.
 
 Security:
-    Key files are written as the state directory's owner, mode 0600. Private key material
-    is never returned: only the public record to publish.
+    Private keys are kept by the store (0600 files of the service user, or a database table
+    only postwarden's role reads). Private key material is never returned: only the public
+    record to publish.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from postwarden.dkim.dnscheck import CheckResult, check_record, parse_nameserver
 from postwarden.dkim.receiver import ReceiverVerdict
 from postwarden.dkim.store import DkimKeys, KeyRow, SelectorExists, Status
 from postwarden.settings.model import DomainBlock
-from postwarden.util.privileges import as_owner_of
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Record:
 @dataclass(frozen=True)
 class NewKey:
     row: KeyRow
-    key_file: Path
+    key_file: str  # where the store keeps the private key, in words
     record: Record
     active_selector: str | None
 
@@ -122,8 +122,7 @@ def _target(admin: Admin, domain: str | None) -> tuple[str, DomainBlock]:
 
 
 def _event(admin: Admin, domain: str, what: str) -> None:
-    digest = admin.read().digest
-    trail.record_event(admin, trail.file_state(admin, digest), what, domain)
+    trail.record_event(admin, what, domain)
 
 
 def selector_of(text: str) -> str:
@@ -169,14 +168,14 @@ def _store_new(
                 " with --selector; nothing was changed"
             )
         key = make_key()
-        path = keys.write_key(admin.state_dir, domain, selector, key)
+        where = admin.store.write_key(domain, selector, key)
         try:
             row = table.add(domain, selector, keys.algorithm_of(key), keys.bits_of(key))
         except BaseException:
-            keys.remove_key(admin.state_dir, domain, selector)
+            admin.store.remove_key(domain, selector)
             raise
         active = table.active(domain)
-    new = NewKey(row, path, record_of(key, selector, domain), active.selector if active else None)
+    new = NewKey(row, where, record_of(key, selector, domain), active.selector if active else None)
     _event(admin, domain, f"dkim: {verb} {new.kind} key {selector!r} for {domain} (pending)")
     return new
 
@@ -220,14 +219,12 @@ def import_key(
 def _view(admin: Admin, row: KeyRow) -> KeyView:
     if row.status is Status.RETIRED:
         return KeyView(row, None, None)
-    path = keys.key_path(admin.state_dir, row.domain, row.selector)
     try:
-        with as_owner_of(admin.state_dir):
-            key = keys.read_key(path, trusted=True)
+        key = admin.store.read_key(row.domain, row.selector)
     except keys.BadKey as exc:
         return KeyView(row, None, str(exc))
     except OSError as exc:
-        return KeyView(row, None, f"{path}: {exc}")
+        return KeyView(row, None, f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
     return KeyView(row, record_of(key, row.selector, row.domain), None)
 
 
@@ -273,8 +270,7 @@ def verify(
     name, block = _target(admin, domain)
     with _table(admin) as table:
         row = _pick(table, name, selector)
-        with as_owner_of(admin.state_dir):
-            key = keys.read_key(keys.key_path(admin.state_dir, name, row.selector), trusted=True)
+        key = admin.store.read_key(name, row.selector)
         result = lookup(name, row.selector, key, nameserver=nameserver, timeout=timeout)
         proof = prove(name, row.selector, key) if result.ok and prove is not None else None
         checked = Verified(name, row, result, None, block.dkim.enabled, proof)
@@ -299,6 +295,6 @@ def delete(admin: Admin, domain: str | None, selector: str) -> tuple[str, KeyRow
     name, _ = _target(admin, domain)
     with _table(admin) as table:
         row = table.delete(name, chosen)
-        removed = keys.remove_key(admin.state_dir, name, chosen)
+        removed = admin.store.remove_key(name, chosen)
     _event(admin, name, f"dkim: deleted {row.status.value} key {chosen!r} of {name}")
     return name, row, removed

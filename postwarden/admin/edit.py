@@ -3,9 +3,9 @@
 Description:
     :func:`edit_domain` changes one hosted domain's block; :func:`edit_server` changes
     server-wide settings (routes, the hosted domains) and is for server administrators only.
-    Both run the change inside the settings store's locked read-modify-write
-    (:func:`postwarden.settings.store.edit_settings`), so a change computed from stale
-    settings is impossible and a refused change writes nothing.
+    Both run the change inside the store's atomic read-modify-write
+    (:meth:`~postwarden.store.base.Store.edit`), so a change computed from stale settings
+    is impossible, a refused change writes nothing, and the audit trail records the change.
 
     The :class:`Change` they return says what happened in words both front ends show: which
     domain changed, whether its block was first copied from a parent, the warnings this edit
@@ -18,13 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from postwarden.admin import scope, trail
+from postwarden.admin import scope
 from postwarden.admin.preview import DecisionChange, compare
 from postwarden.admin.session import Admin
-from postwarden.settings import audit
 from postwarden.settings.load import dump
 from postwarden.settings.model import DomainBlock, Settings
-from postwarden.settings.store import EditResult, edit_settings
+from postwarden.state import audit
+from postwarden.store import Edited
 
 BlockChange = Callable[[DomainBlock, str, Settings], DomainBlock]
 
@@ -78,7 +78,9 @@ def edit_domain(
 
     *change* gets the domain's own block (a copy of its parent's if it had none), the domain
     and the whole settings; it returns the new block or raises to refuse. *warn* may add
-    warnings of its own about the new block (e.g. entries that can never apply).
+    warnings of its own about the new block (e.g. entries that can never apply). Another
+    edit may land first (a fleet's other nodes): then all of this runs again on the newer
+    settings.
     """
     picked = _Picked()
 
@@ -86,12 +88,11 @@ def edit_domain(
         picked.domain = scope.select(settings, admin.actor, requested)
         block, picked.copied = scope.own_block(settings, picked.domain)
         new_block = change(block, picked.domain, settings)
-        if warn is not None:
-            picked.warnings = warn(new_block, picked.domain, settings)
+        picked.warnings = warn(new_block, picked.domain, settings) if warn is not None else []
         return scope.with_block(settings, picked.domain, new_block)
 
-    result, found = _run(admin, apply)
-    return _finish(admin, result, found, picked.domain, picked.copied, picked.warnings)
+    edited = admin.store.edit(apply, lambda: admin.actor.note(picked.domain), dry_run=admin.dry_run)
+    return _finish(admin, edited, picked.domain, picked.copied, picked.warnings)
 
 
 @dataclass
@@ -106,33 +107,14 @@ class _Picked:
 def edit_server(admin: Admin, what: str, change: Callable[[Settings], Settings]) -> Change:
     """Change server-wide settings (*what* names them in a refusal to a domain administrator)."""
     admin.actor.require_server_admin(what)
-    result, found = _run(admin, change)
-    return _finish(admin, result, found, None, None, [])
-
-
-def _run(
-    admin: Admin, change: Callable[[Settings], Settings]
-) -> tuple[EditResult, trail.FileState | None]:
-    found: list[trail.FileState] = []
-
-    def apply(settings: Settings) -> Settings:
-        new = change(settings)
-        # Under the lock: the file as this change found it (for a hand edit before it).
-        found.append(trail.file_state(admin, ""))
-        return new
-
-    result = edit_settings(admin.settings_path, apply, dry_run=admin.dry_run)
-    return result, (found[0] if found else None)
+    edited = admin.store.edit(change, admin.actor.note, dry_run=admin.dry_run)
+    return _finish(admin, edited, None, None, [])
 
 
 def _finish(
-    admin: Admin,
-    result: EditResult,
-    found: trail.FileState | None,
-    domain: str | None,
-    copied: str | None,
-    extra: list[str],
+    admin: Admin, edited: Edited, domain: str | None, copied: str | None, extra: list[str]
 ) -> Change:
+    result = edited.result
     before = {(f.setting, f.message) for f in result.before.warnings}
     warnings = [str(f) for f in result.after.warnings if (f.setting, f.message) not in before]
     warnings += [f"warning: {w}" for w in extra]
@@ -148,9 +130,6 @@ def _finish(
             decisions=preview.changes,
             decisions_truncated=preview.truncated,
         )
-    if result.changed and found is not None:
-        found = trail.FileState(result.before.digest, found.owner, found.mtime)
-        problem = trail.record_change(admin, result.before, result.after, found, domain)
-        if problem:
-            warnings.append(problem)
+    if edited.problem:
+        warnings.append(edited.problem)
     return Change(domain, result.changed, copied, warnings)

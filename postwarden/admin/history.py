@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from postwarden.admin.session import Admin
-from postwarden.settings.audit import AuditEntry
+from postwarden.state.audit import AuditEntry
 
-_SELECT = "SELECT id, time, user, source, command, before, after, diff, domain FROM audit"
+_SELECT = 'SELECT id, time, "user", source, command, before, after, diff, domain FROM audit'
 
 
 def entries(admin: Admin, limit: int) -> Sequence[AuditEntry]:

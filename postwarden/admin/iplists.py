@@ -26,7 +26,7 @@ from postwarden.admin.errors import BadInput
 from postwarden.admin.session import Admin
 from postwarden.settings.model import BLOCKED_IP, LISTED_IP, DomainBlock, Settings
 from postwarden.settings.schema import IpEntry, IpEntryKind
-from postwarden.settings.state import EntryActivity
+from postwarden.state.db import EntryActivity
 
 LISTS: dict[str, IpEntryKind] = {"allowed_ips": LISTED_IP, "blocked_ips": BLOCKED_IP}
 

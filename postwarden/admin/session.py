@@ -6,9 +6,8 @@ Description:
     the one domain (and its subdomains) it may see and change; everything else is invisible
     to it, and server-wide settings (routes, the list of hosted domains) are read-only.
 
-Security:
-    The state database is opened as the state directory's owner (the service user) when
-    running as root, so nothing in it becomes unreadable to the daemons.
+    The store (:class:`~postwarden.store.base.Store`) is the settings file and state
+    directory of one host or a database shared by a fleet; nothing here knows which.
 """
 
 from __future__ import annotations
@@ -16,14 +15,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from postwarden.admin.errors import Forbidden
-from postwarden.settings import paths
 from postwarden.settings.load import Loaded
-from postwarden.settings.state import FILENAME, StateDB
-from postwarden.settings.store import read_settings
-from postwarden.util.privileges import as_owner_of
+from postwarden.state.db import StateDB
+from postwarden.store import AuditNote, Store
 
 
 @dataclass(frozen=True)
@@ -55,26 +51,25 @@ class Actor:
                 f"{what} is a server-wide setting: only a server administrator may change it"
             )
 
+    def note(self, domain: str | None = None) -> AuditNote:
+        """How the audit trail names this user's change of *domain* (None: server-wide)."""
+        return AuditNote(self.name, self.source, self.command, domain)
+
 
 @dataclass(frozen=True)
 class Admin:
     """One administrative session: the store, the acting user, and whether to write."""
 
-    settings_path: Path
-    state_dir: Path
+    store: Store
     actor: Actor
     dry_run: bool = False
 
     def read(self) -> Loaded:
         """The current, validated settings (warnings are ``check``'s to print, not ours)."""
-        return read_settings(self.settings_path)
+        return self.store.read()
 
     @contextlib.contextmanager
     def state(self, *, create: bool = True) -> Iterator[StateDB | None]:
-        """The state database, opened as its directory's owner; None if absent and not *create*."""
-        if not create and not (self.state_dir / FILENAME).exists():
-            yield None
-            return
-        paths.ensure_state_dir(self.state_dir)
-        with as_owner_of(self.state_dir), StateDB.open(self.state_dir) as db:
+        """The shared state database; None if absent and not *create*."""
+        with self.store.state(create=create) as db:
             yield db

@@ -3,9 +3,11 @@
 Description:
     Each daemon records where it listens and which settings version it answers with (in the
     state database); :func:`gather` probes those addresses with the daemons' own protocols
-    and compares the versions with the settings file. ``postwarden status`` and the web
-    console's status page show the same data. A domain administrator sees the DKIM state of
-    its own domains only.
+    and compares the versions with the settings document. A store shared by a fleet also
+    lists every node: the settings version it applies and how far behind it is (only this
+    node's daemons are probed: the others' addresses are their own). ``postwarden status``
+    and the web console's status page show the same data. A domain administrator sees the
+    DKIM state of its own domains only.
 
     Warnings (``warnings``; they do not make the status unhealthy): a domain that would send
     unsigned mail, an active DKIM key whose DNS record the key watch found wrong, a pending
@@ -16,9 +18,7 @@ Description:
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import hashlib
 import socket
 import time
 from typing import Any
@@ -29,11 +29,11 @@ from postwarden.dkim.coverage import coverage
 from postwarden.dkim.store import DkimKeys, Status
 from postwarden.mx.gateway import gateway_warnings
 from postwarden.server import BadAddress, ListenAddress
-from postwarden.settings import daemon_status
 from postwarden.settings.load import Loaded, SettingsInvalid
 from postwarden.settings.model import Settings
 from postwarden.settings.snapshot import compile_settings, hosted_domains
-from postwarden.settings.state import StateDB
+from postwarden.state import daemon_status
+from postwarden.state.db import StateDB
 from postwarden.util.netstring import encode
 
 PROBES = {
@@ -110,16 +110,19 @@ def _dkim(db: StateDB | None, settings: Settings, domains: list[str]) -> list[di
 
 
 def _daemon_data(row: daemon_status.DaemonStatus, digest: str, timeout: float) -> dict[str, Any]:
+    """One daemon's row; only this node's daemons are probed (the addresses are its own)."""
+    here = row.here
     problems = [
         p
-        for kind, address in _kinds(row.name, row.listening)
+        for kind, address in (_kinds(row.name, row.listening) if here else [])
         if (p := probe(address, kind, timeout))
     ]
     return {
         "name": row.name,
+        **({"node": row.node} if row.node else {}),
         "pid": row.pid,
         "listening": row.listening,
-        "reachable": not problems,
+        "reachable": not problems if here else None,
         "problems": problems,
         "settings_current": row.digest == digest,
         "settings_loaded": _iso(row.loaded),
@@ -139,15 +142,11 @@ def gather(admin: Admin, timeout: float) -> tuple[dict[str, Any], list[daemon_st
         problems: list[str] = []
     except SettingsInvalid as exc:  # status must still say what the daemons are doing
         loaded, problems = None, [str(f) for f in exc.findings if not f.warning]
-    digest = (
-        loaded.digest if loaded else hashlib.sha256(admin.settings_path.read_bytes()).hexdigest()
-    )
+    store = admin.store
+    digest = loaded.digest if loaded else store.document_digest()
     domains = scope.visible_domains(loaded.settings, admin.actor) if loaded else []
-    rows: list[daemon_status.DaemonStatus] = []
-    with contextlib.ExitStack() as stack:
-        db = stack.enter_context(admin.state(create=False))
-        if db is not None:
-            rows = daemon_status.read_all(db)
+    rows = store.daemons()
+    with admin.state(create=False) as db:
         dkim = _dkim(db, loaded.settings, domains) if loaded else []
     daemons = [_daemon_data(row, digest, timeout) for row in rows]
     warnings = [w for entry in dkim for w in entry["warnings"]]
@@ -162,10 +161,11 @@ def gather(admin: Admin, timeout: float) -> tuple[dict[str, Any], list[daemon_st
     healthy = (
         not problems
         and bool(daemons)
-        and all(d["reachable"] and d["settings_current"] for d in daemons)
+        and all(d["reachable"] is not False and d["settings_current"] for d in daemons)
     )
+    nodes = store.nodes()
     data = {
-        "settings": str(admin.settings_path),
+        "settings": store.location,
         "digest": digest,
         "valid": not problems,
         "problems": problems,
@@ -175,5 +175,6 @@ def gather(admin: Admin, timeout: float) -> tuple[dict[str, Any], list[daemon_st
         "dkim": dkim,
         "warnings": warnings,
         "healthy": healthy,
+        **({"nodes": nodes} if nodes else {}),
     }
     return data, rows

@@ -35,8 +35,7 @@ import argon2
 from postwarden.admin import scope, trail
 from postwarden.admin.errors import BadInput, NotFound
 from postwarden.admin.session import Actor, Admin
-from postwarden.errors import PostwardenError
-from postwarden.settings.state import StateDB, transaction
+from postwarden.state.db import StateDB, transaction
 
 ROLES = ("admin", "domain-admin")
 MAX_FAILURES = 10
@@ -116,14 +115,7 @@ def _get(db: StateDB, name: str) -> WebUser | None:
 
 
 def _event(admin: Admin, what: str) -> None:
-    trail.record_event(admin, trail.file_state(admin, _digest(admin)), what, None)
-
-
-def _digest(admin: Admin) -> str:
-    try:
-        return admin.read().digest
-    except (PostwardenError, OSError):  # the trail records a login even with a bad file
-        return ""
+    trail.record_event(admin, what, None)
 
 
 def add(admin: Admin, name: str, role: str, domain: str | None, password: str) -> WebUser:
@@ -160,7 +152,7 @@ def delete(admin: Admin, name: str) -> None:
     with admin.state() as db:
         assert db is not None
         with transaction(db.conn):
-            db.conn.execute("DELETE FROM web_sessions WHERE user = ?", (name,))
+            db.conn.execute('DELETE FROM web_sessions WHERE "user" = ?', (name,))
             if not db.conn.execute("DELETE FROM web_users WHERE name = ?", (name,)).rowcount:
                 raise BadInput(f"no web user named {name!r}")
     _event(admin, f"web user {name!r} deleted")
@@ -180,7 +172,7 @@ def set_password(admin: Admin, name: str, password: str) -> None:
             ).rowcount
             if not changed:
                 raise BadInput(f"no web user named {name!r}")
-            db.conn.execute("DELETE FROM web_sessions WHERE user = ?", (name,))
+            db.conn.execute('DELETE FROM web_sessions WHERE "user" = ?', (name,))
     _event(admin, f"web user {name!r}: password changed")
 
 
@@ -205,9 +197,7 @@ def login(admin: Admin, name: str, password: str, client: str) -> WebSession:
             outcome = _verify(db, name, row[0], password, now)
         if outcome == "ok":
             session = _new_session(db, name, now)
-    who = Admin(
-        admin.settings_path, admin.state_dir, Actor(name[:64], "web", f"login from {client}")
-    )
+    who = Admin(admin.store, Actor(name[:64], "web", f"login from {client}"))
     if outcome != "ok":
         _event(who, f"web login refused for {name[:64]!r} from {client}: {outcome}")
         raise LoginRefused("wrong user name or password, or the account is locked for a while")
@@ -250,7 +240,7 @@ def _new_session(db: StateDB, name: str, now: float) -> WebSession:
     with transaction(db.conn):
         db.conn.execute("DELETE FROM web_sessions WHERE last_seen < ?", (now - IDLE,))
         db.conn.execute(
-            "INSERT INTO web_sessions (id_hash, user, csrf, created, last_seen)"
+            'INSERT INTO web_sessions (id_hash, "user", csrf, created, last_seen)'
             " VALUES (?, ?, ?, ?, ?)",
             (_hash_of(token), name, csrf, now, now),
         )
@@ -268,7 +258,7 @@ def session(admin: Admin, token: str) -> WebSession | None:
         if db is None:
             return None
         row = db.conn.execute(
-            "SELECT user, csrf, last_seen FROM web_sessions WHERE id_hash = ?", (_hash_of(token),)
+            'SELECT "user", csrf, last_seen FROM web_sessions WHERE id_hash = ?', (_hash_of(token),)
         ).fetchone()
         if row is None or row[2] < now - IDLE:
             return None

@@ -30,6 +30,7 @@ from postwarden.cli import (
     routing,
     spam_rule,
     status,
+    store,
     tls,
     web_user,
     what_if,
@@ -38,6 +39,7 @@ from postwarden.cli._command import Command
 from postwarden.cli._env import Environment, ExitStatus
 from postwarden.errors import PostwardenError
 from postwarden.settings.load import SettingsInvalid
+from postwarden.store import redact
 
 COMMANDS: tuple[Command, ...] = (
     init.COMMAND,
@@ -55,6 +57,7 @@ COMMANDS: tuple[Command, ...] = (
     what_if.COMMAND,
     history.COMMAND,
     status.COMMAND,
+    store.COMMAND,
     postfix_config.COMMAND,
     web_user.COMMAND,
 )
@@ -80,6 +83,13 @@ def _common_options(*, top: bool) -> argparse.ArgumentParser:
         metavar="FILE",
         default=default(None),
         help="settings file (env POSTWARDEN_SETTINGS; default /etc/postwarden/settings.yaml)",
+    )
+    group.add_argument(
+        "--store",
+        metavar="URL",
+        default=default(None),
+        help="file: (the settings file and state directory; the default) or"
+        " postgresql://... shared by a fleet (env POSTWARDEN_STORE)",
     )
     group.add_argument(
         "--state-dir",
@@ -125,8 +135,9 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help, --version, or a usage error
         return int(exc.code or 0)
-    env.configure(args.settings, args.state_dir, args.json)
-    env.command = shlex.join(["postwarden", *(argv if argv is not None else sys.argv[1:])])
+    env.configure(args.settings, args.state_dir, args.json, args.store)
+    given = argv if argv is not None else sys.argv[1:]
+    env.command = shlex.join(["postwarden", *(redact(token) for token in given)])
     try:
         return int(args.run(env, args))
     except SettingsInvalid as exc:

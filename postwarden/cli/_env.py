@@ -1,4 +1,4 @@
-"""What every command receives: streams, where the settings and state live, output format.
+"""What every command receives: streams, which store holds the settings, output format.
 
 Description:
     Commands never read ``sys.argv``, ``os.environ`` or the real streams themselves; they get
@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from postwarden.admin.errors import BadInput
 from postwarden.settings import paths
+from postwarden.store import Store, open_store, store_url
 
 __all__ = ["BadInput", "Environment", "ExitStatus", "table"]
 
@@ -40,12 +41,26 @@ class Environment:
     command: str = "postwarden"  # the command line, for the audit trail
     settings_path: Path = paths.DEFAULT_SETTINGS
     state_dir: Path = paths.DEFAULT_STATE_DIR
+    store_url: str = "file:"
 
-    def configure(self, settings: str | None, state_dir: str | None, as_json: bool) -> None:
+    def configure(
+        self,
+        settings: str | None,
+        state_dir: str | None,
+        as_json: bool,
+        store: str | None = None,
+    ) -> None:
         """Apply the common options, falling back to the environment, then the defaults."""
         self.json = as_json
         self.settings_path = paths.settings_path(settings, self.environ)
         self.state_dir = paths.state_dir(state_dir, self.environ)
+        self.store_url = store_url(store, self.environ)
+
+    def store(self) -> Store:
+        """The store ``--store`` names (not connected until used)."""
+        return open_store(
+            self.store_url, settings_path=self.settings_path, state_dir=self.state_dir
+        )
 
     def emit(self, data: Any, text: str | Callable[[], str]) -> None:
         """Print *data* as JSON under ``--json``, else the human *text*."""

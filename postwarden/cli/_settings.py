@@ -19,9 +19,8 @@ from postwarden.admin.entries import require, split
 from postwarden.admin.scope import NotHosted
 from postwarden.admin.session import Actor, Admin
 from postwarden.cli._env import Environment
-from postwarden.settings import audit
 from postwarden.settings.load import Loaded
-from postwarden.settings.store import read_settings
+from postwarden.state import audit
 
 __all__ = ["NotHosted", "add_domain_option", "add_dry_run", "admin", "load", "report", "tokens"]
 
@@ -34,12 +33,12 @@ def tokens(values: Iterable[str], env: Environment) -> list[str]:
 def admin(env: Environment, args: argparse.Namespace | None = None) -> Admin:
     actor = Actor(audit.acting_user(), "command", env.command)
     dry_run = bool(getattr(args, "dry_run", False))
-    return Admin(env.settings_path, env.state_dir, actor, dry_run=dry_run)
+    return Admin(env.store(), actor, dry_run=dry_run)
 
 
 def load(env: Environment) -> Loaded:
     """The settings, for reading: their warnings are `postwarden check`'s to print, once."""
-    return read_settings(env.settings_path)
+    return env.store().read()
 
 
 def add_dry_run(parser: argparse.ArgumentParser) -> None:

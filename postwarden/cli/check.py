@@ -43,8 +43,10 @@ def _as_json(finding: Finding) -> dict[str, object]:
 
 
 def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
-    path = Path(args.file) if args.file else env.settings_path
-    data = path.read_bytes()
+    if args.file:
+        data, path = Path(args.file).read_bytes(), str(Path(args.file))
+    else:
+        data, path = env.store().document()
     try:
         loaded = load_text(data, str(path))
     except SettingsInvalid as exc:

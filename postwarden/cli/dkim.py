@@ -54,11 +54,10 @@ from postwarden.dkim import record
 from postwarden.dkim.dnscheck import check_record, parse_nameserver
 from postwarden.dkim.receiver import ReceiverVerdict, verify_message
 from postwarden.milter import dkim_probe
-from postwarden.milter.keyring import KeyRing
+from postwarden.milter.keyring import signing_view
 from postwarden.milter.message_file import MessageData, parse_message
 from postwarden.settings.model import DomainBlock, Settings
 from postwarden.settings.snapshot import compile_settings
-from postwarden.util.privileges import as_owner_of
 
 PROPAGATION = (
     "DNS changes can take up to 72 hours to propagate; publish the record if you have not,"
@@ -347,16 +346,14 @@ def _test(env: Environment, args: argparse.Namespace) -> ExitStatus:
     else:
         message = dkim_probe.probe_message(domain)
     sender = _from_address(message) or f"{dkim_probe.PROBE_USER}@{domain}"
-    env.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-    with as_owner_of(env.state_dir):
-        signing_keys = KeyRing(env.state_dir).load()
-        snapshot = compile_settings(settings, digest=loaded.digest)
-        probe = dkim_probe.sign_as_milter(snapshot, signing_keys, message, sender)
-        verdict = (
-            verify_message(probe.raw, nameserver=nameserver, timeout=timeout)
-            if probe.raw is not None
-            else None
-        )
+    signing_keys = signing_view(admin.store.active_keys())
+    snapshot = compile_settings(settings, digest=loaded.digest)
+    probe = dkim_probe.sign_as_milter(snapshot, signing_keys, message, sender)
+    verdict = (
+        verify_message(probe.raw, nameserver=nameserver, timeout=timeout)
+        if probe.raw is not None
+        else None
+    )
     from_domain = domain_of(sender)
     data: dict[str, Any] = {
         "from_domain": from_domain,

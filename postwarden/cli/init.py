@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import argparse
 
-from postwarden.admin import trail
 from postwarden.cli import _settings
 from postwarden.cli._command import Command
 from postwarden.cli._env import BadInput, Environment, ExitStatus
 from postwarden.settings.model import DomainBlock, Settings
 from postwarden.settings.schema import Domain
-from postwarden.settings.store import create_settings
 
 
 def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -27,13 +25,13 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
         raise BadInput(str(exc)) from None
     # The primary gets its own (empty) block, which hosted subdomains then inherit.
     settings = Settings(primary_domain=domain, domains={domain: DomainBlock()})
-    created = create_settings(env.settings_path, settings)
-    problem = trail.record_new_file(_settings.admin(env), created)
+    store = env.store()
+    _, problem = store.create(settings, _settings.admin(env).actor.note())
     if problem:
         env.note(problem)
     env.emit(
-        {"settings": str(env.settings_path), "primary_domain": domain, "created": True},
-        f"created {env.settings_path} for {domain}",
+        {"settings": store.location, "primary_domain": domain, "created": True},
+        f"created {store.location} for {domain}",
     )
     return ExitStatus.OK
 

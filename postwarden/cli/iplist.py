@@ -13,7 +13,7 @@ Description:
     (time, client, sender, recipient, the entry that matched; bounded by
     ``block_history.retention_days`` and ``max_attempts``). ``block prune --unused-for DAYS
     [--dry-run]`` deletes the entries that blocked nothing for DAYS — only where the history
-    can tell (:mod:`postwarden.settings.prune`); the others are kept and the reason given.
+    can tell (:mod:`postwarden.state.prune`); the others are kept and the reason given.
     Both are :mod:`postwarden.admin.block_tools`'s.
 """
 

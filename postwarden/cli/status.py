@@ -2,13 +2,15 @@
 
 Each daemon records where it listens and which settings version it answers with (in the
 state database); ``status`` probes those addresses with the daemons' own protocols and
-compares the versions with the settings file. Exit status 0 when every daemon that ever
+compares the versions with the settings document. With a store shared by a fleet it lists
+each node's applied settings version and its lag. Exit status 0 when every daemon that ever
 ran is reachable and current, 1 otherwise — usable from a monitoring check.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from postwarden.admin import status
 from postwarden.cli import _settings
@@ -36,11 +38,18 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
             state = f"{data['domains']} hosted domains"
         else:
             state = "INVALID: " + "; ".join(problems)
-        lines = [f"settings: {env.settings_path} (version {data['digest'][:12]}, {state})"]
+        lines = [f"settings: {data['settings']} (version {data['digest'][:12]}, {state})"]
+        for node in data.get("nodes", []):
+            lines.append(f"node {_node_text(node)}")
         if not daemons:
             lines.append("no daemon has reported yet")
         for d, row in zip(daemons, rows, strict=True):
-            reach = "reachable" if d["reachable"] else "NOT reachable: " + "; ".join(d["problems"])
+            if d["reachable"] is None:
+                reach = f"on node {d['node']}"
+            elif d["reachable"]:
+                reach = "reachable"
+            else:
+                reach = "NOT reachable: " + "; ".join(d["problems"])
             current = (
                 "current settings"
                 if d["settings_current"]
@@ -67,6 +76,19 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
 
     env.emit(data, text)
     return ExitStatus.OK if data["healthy"] else ExitStatus.ERROR
+
+
+def _node_text(node: dict[str, Any]) -> str:
+    """``mx2: version 41 (current)`` / ``mx3: version 39, 2 behind (lag 5s)``."""
+    applied = node.get("applied_version")
+    if applied is None:
+        return f"{node['name']}: no settings applied yet"
+    if not node["behind"]:
+        return f"{node['name']}: version {applied} (current)"
+    return (
+        f"{node['name']}: version {applied}, {node['behind']} behind"
+        f" (lag {node['lag_seconds']}s; last heard of {node['last_seen']})"
+    )
 
 
 COMMAND = Command(

@@ -19,12 +19,10 @@ from typing import Any
 from postwarden.cli import _settings
 from postwarden.cli._command import Command
 from postwarden.cli._env import BadInput, Environment, ExitStatus
-from postwarden.settings import activity
 from postwarden.settings.load import load_text
 from postwarden.settings.snapshot import compile_settings
-from postwarden.settings.state import FILENAME, StateDB
+from postwarden.state import activity
 from postwarden.util.duration import BadDuration, parse_duration
-from postwarden.util.privileges import as_owner_of
 from postwarden.what_if import CATEGORIES, Change, Outcome, replay
 
 LABELS = {
@@ -114,9 +112,9 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
     proposed = load_text(path.read_bytes(), str(path))  # raises SettingsInvalid: FILE:LINE
     current = _settings.load(env)
     since = time.time() - window
-    if not (env.state_dir / FILENAME).exists():
-        raise BadInput(f"no state database in {env.state_dir}: policyd has recorded nothing")
-    with as_owner_of(env.state_dir), StateDB.open(env.state_dir) as db:
+    with _settings.admin(env).state(create=False) as db:
+        if db is None:
+            raise BadInput(f"no state database in {env.state_dir}: policyd has recorded nothing")
         outcome = replay(
             activity.decisions(db, since=since),
             compile_settings(current.settings, digest=current.digest),

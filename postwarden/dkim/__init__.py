@@ -8,6 +8,7 @@ Description:
     each key's status (pending, active, retired) in the state database and tells the milter
     which keys to sign with. The signer itself is :mod:`postwarden.milter.dkim_sign`.
 
-    Layering: this package sits beside ``postwarden.settings`` (it uses the state database)
-    and below the CLI and the daemons; it never imports them.
+    Layering: this package sits above ``postwarden.settings`` and ``postwarden.state`` (it
+    uses the state database) and below the store, the CLI and the daemons; it never imports
+    them.
 """

@@ -48,7 +48,7 @@ from pathlib import Path
 
 from postwarden.dkim.keys import Algorithm, key_path
 from postwarden.errors import PostwardenError
-from postwarden.settings.state import StateDB, transaction
+from postwarden.state.db import Connection, Duplicate, StateDB, transaction
 
 _SELECT = (
     "SELECT domain, selector, algorithm, bits, created, status, verified, last_check, last_result,"
@@ -150,7 +150,7 @@ class DkimKeys:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (domain, selector, algorithm.value, bits, row.created, row.status.value),
                 )
-        except sqlite3.IntegrityError:
+        except (sqlite3.IntegrityError, Duplicate):
             raise SelectorExists(f"{domain} has a key with selector {selector!r} already") from None
         return row
 
@@ -308,7 +308,7 @@ class ChangeProbe:
         return int(self.db.conn.execute("PRAGMA data_version").fetchone()[0])
 
 
-def _active_rows(conn: sqlite3.Connection) -> list[tuple[str, str, str, float]]:
+def _active_rows(conn: Connection) -> list[tuple[str, str, str, float]]:
     """(domain, selector, algorithm, created) of the keys that sign, by domain.
 
     An active key whose published record the key watch found wrong (``failing``) does not

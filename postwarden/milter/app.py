@@ -48,7 +48,7 @@ from postwarden.milter.dkim_sign import BodyHasher
 from postwarden.milter.verdict import MessageFacts, Plan, plan_message
 from postwarden.milter.view import MilterView
 from postwarden.routing import HANDBACK_DAEMON_NAME
-from postwarden.settings.state import BlockEvent
+from postwarden.state.db import BlockEvent
 
 log = logging.getLogger("postwarden.milter")
 

@@ -10,8 +10,10 @@ Description:
     request path for its event loop.
 
     Here the watch never touches a request: libmilter runs each Postfix connection in its
-    own thread and the callbacks read only the published view. This thread owns its own
-    state-database connection, does its DNS (blocking, with the ``dns.timeout`` of the
+    own thread and the callbacks read only the published view. This thread opens the
+    store's state for each round (the SQLite state database, or a fleet's database: every
+    node's watch checks the same keys, and a key activated by one is signed with by all),
+    does its DNS (blocking, with the ``dns.timeout`` of the
     settings; DNS I/O releases the GIL) and sleeps until the next key is due, waking at
     least every minute to see keys created meanwhile. The rules of *when* and *what follows*
     are :mod:`postwarden.dkim.watch`'s; the check is :func:`~postwarden.milter.dkim_probe.
@@ -28,19 +30,18 @@ Errors:
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from postwarden import metrics
-from postwarden.dkim.keys import BadKey, key_path, read_key
+from postwarden.dkim.keys import BadKey
 from postwarden.dkim.store import DkimKeys, KeyRow
 from postwarden.dkim.watch import CheckResult, Finding, KeyWatch
 from postwarden.milter.dkim_probe import authenticate
 from postwarden.settings.model import Settings
-from postwarden.settings.state import FILENAME, StateDB
+from postwarden.state.db import STATE_ERRORS, StateDB
+from postwarden.store import Store
 
 log = logging.getLogger("postwarden.milter")
 
@@ -50,8 +51,8 @@ ERROR_SLEEP = 30.0
 
 
 class KeyWatchThread:
-    def __init__(self, state_dir: Path, settings: Callable[[], Settings]) -> None:
-        self.state_dir = state_dir
+    def __init__(self, store: Store, settings: Callable[[], Settings]) -> None:
+        self.store = store
         self.settings = settings
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dkim-watch", daemon=True)
@@ -67,8 +68,8 @@ class KeyWatchThread:
         """The record and a real signature, through DNS; see dkim_probe.authenticate."""
         settings = self.settings()
         try:
-            key = read_key(key_path(self.state_dir, row.domain, row.selector), trusted=True)
-        except (OSError, BadKey) as exc:
+            key = self.store.read_key(row.domain, row.selector)
+        except (*STATE_ERRORS, OSError, BadKey) as exc:
             return CheckResult(Finding.UNSURE, f"key file not readable: {exc}")
         verdict = authenticate(
             row.domain,
@@ -84,24 +85,18 @@ class KeyWatchThread:
         return CheckResult(Finding.WRONG, verdict.summary)
 
     def _run(self) -> None:
-        db: StateDB | None = None
         while not self._stop.is_set():
             cadence = self.settings().dkim_watch
             wait = min(MAX_SLEEP, cadence.pending_first_check)
             try:
-                if db is None and (self.state_dir / FILENAME).exists():
-                    db = StateDB.open(self.state_dir)
-                if db is not None and cadence.enabled:
-                    wait = self._round(db, wait)
-            except (sqlite3.Error, OSError) as exc:
+                if cadence.enabled:
+                    with self.store.state(create=False) as db:
+                        if db is not None:
+                            wait = self._round(db, wait)
+            except (*STATE_ERRORS, OSError) as exc:
                 log.error("DKIM key watch: state database: %s; retrying", exc)
-                if db is not None:
-                    db.close()
-                    db = None
                 wait = ERROR_SLEEP
             self._stop.wait(wait)
-        if db is not None:
-            db.close()
 
     def _round(self, db: StateDB, longest: float) -> float:
         keys = DkimKeys(db)

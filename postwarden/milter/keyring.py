@@ -3,69 +3,53 @@
 Description:
     Keys are loaded when the view is compiled (at start, and when the settings or the DKIM
     state change), never per message. :meth:`KeyRing.changed` is the cheap probe the settings
-    watcher polls every second: it notices a ``postwarden dkim verify`` that activated a key,
-    and a state database that appeared after the milter started.
+    watcher polls every second: it notices a ``postwarden dkim verify`` that activated a key
+    (on this host or, with a shared store, on any node). Where the keys come from is the
+    store's business (:meth:`~postwarden.store.base.DaemonLink.keys`).
 
 Errors:
     A key that cannot be loaded is logged and its domain left to the primary's key; one bad
-    file never stops signing for the others. A state database that cannot be read means no
-    keys (logged), never a crash.
+    key never stops signing for the others. State that cannot be read means no keys
+    (logged), never a crash.
 
 Security:
-    Key material is never logged; files are read as the service user, which owns them.
+    Key material is never logged.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-from pathlib import Path
+from collections.abc import Iterable
 
-from postwarden.dkim.keys import read_key
-from postwarden.dkim.store import ChangeProbe
-from postwarden.errors import PostwardenError
 from postwarden.milter.view import SigningKey
-from postwarden.settings.state import FILENAME, StateDB
+from postwarden.store import ActiveKey, KeySource
 
 log = logging.getLogger("postwarden.milter")
 
 
-class KeyRing:
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self._probe: ChangeProbe | None = None
+def signing_view(keys: Iterable[ActiveKey]) -> dict[str, SigningKey]:
+    """The store's active keys as the milter's view holds them, by domain."""
+    return {k.domain: SigningKey(k.domain, k.selector, str(k.algorithm), k.key) for k in keys}
 
-    def _open(self) -> ChangeProbe | None:
-        if self._probe is None and (self.state_dir / FILENAME).exists():
-            # Opened by the first load in the main thread, then used by the watcher thread.
-            db = StateDB.open(self.state_dir, handed_over=True)
-            self._probe = ChangeProbe(db, self.state_dir)
-        return self._probe
+
+class KeyRing:
+    def __init__(self, source: KeySource) -> None:
+        self.source = source
+        self._in_use: list[str] | None = None
 
     def changed(self) -> bool:
         """Whether the active keys changed since the last :meth:`load`."""
-        try:
-            had_probe = self._probe is not None
-            probe = self._open()
-            return probe is not None and (not had_probe or probe.changed())
-        except sqlite3.Error as exc:
-            log.error("DKIM state unreadable: %s", exc)
-            return False
+        return self.source.changed()
 
     def load(self) -> dict[str, SigningKey]:
         """Every domain's active key, loaded."""
-        keys: dict[str, SigningKey] = {}
-        try:
-            probe = self._open()
-            entries = probe.current() if probe is not None else []
-        except sqlite3.Error as exc:
-            log.error("DKIM state unreadable, signing with no keys: %s", exc)
-            return keys
-        for entry in entries:
-            try:
-                key = read_key(entry.path, trusted=True)
-            except (OSError, ValueError, PostwardenError) as exc:
-                log.error("DKIM key %s of %s not loaded: %s", entry.selector, entry.domain, exc)
-                continue
-            keys[entry.domain] = SigningKey(entry.domain, entry.selector, str(entry.algorithm), key)
+        keys = signing_view(self.source.load())
+        self._log_change(keys)
         return keys
+
+    def _log_change(self, keys: dict[str, SigningKey]) -> None:
+        """Say which keys sign from now on, when that changed (domains and selectors only)."""
+        in_use = [f"d={k.domain} s={k.selector}" for _, k in sorted(keys.items())]
+        if in_use != self._in_use:
+            self._in_use = in_use
+            log.info("DKIM keys in use: %s", ", ".join(in_use) or "none")

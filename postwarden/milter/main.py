@@ -1,7 +1,7 @@
 """``postwarden-milter``: DKIM signing, regex spam tagging, header rewrites for Postfix.
 
 Usage:
-    postwarden-milter [--settings F] [--state-dir D] [--socket ADDR]
+    postwarden-milter [--store URL] [--settings F] [--state-dir D] [--socket ADDR]
 
 ADDR is ``inet:HOST:PORT`` or ``unix:PATH`` (Postfix's spelling; default
 ``inet:127.0.0.1:10042``). Settings and DKIM keys are re-read when they change (checked
@@ -35,10 +35,13 @@ from postwarden.milter.key_watch import KeyWatchThread
 from postwarden.milter.keyring import KeyRing
 from postwarden.milter.recipients import KnownRecipients
 from postwarden.milter.view import MilterView, compile_view
-from postwarden.server import ListenAddress, Published, SettingsWatcher, daemon_parser
-from postwarden.settings import daemon_status
-from postwarden.settings.source import SnapshotSource
-from postwarden.settings.state_writer import StateWriter
+from postwarden.server import (
+    ListenAddress,
+    Published,
+    SettingsWatcher,
+    daemon_parser,
+    open_daemon_store,
+)
 from postwarden.util import sdnotify
 from postwarden.util.socketmap_client import SocketmapClient
 
@@ -147,16 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     try:
         address = ListenAddress.parse(args.socket)
-        source = SnapshotSource(
-            args.settings,
-            on_refused=lambda reason: metrics.SETTINGS_REFUSED.labels(reason).inc(),
+        link = open_daemon_store(args).attach(PROGRAM)
+        keyring = KeyRing(link.keys())  # before the source: a shared store fetches both at once
+        source = link.source(
+            on_refused=lambda reason: metrics.SETTINGS_REFUSED.labels(reason).inc()
         )
-        source.load()
-        keyring = KeyRing(args.state_dir)
         known = KnownRecipients(args.state_dir, _policyd_client(args.policyd_socketmap))
-        settings_changed = daemon_status.reporter(
-            args.state_dir, PROGRAM, str(address), _count_reload
-        )
+        settings_changed = link.reporter(str(address), _count_reload)
 
         published: Published[MilterView] = Published(
             source,
@@ -169,12 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.critical("%s", exc)
         return 1
     start_metrics(args.metrics)
-    recorder = StateWriter(args.state_dir, lambda: published.value.snapshot.settings.block_history)
-    recorder.start()
+    recorder = link.writer(lambda: published.value.snapshot.settings.block_history)
     watcher = SettingsWatcher(published)
     watcher.start()
-    key_watch = KeyWatchThread(args.state_dir, lambda: published.value.snapshot.settings)
+    key_watch = KeyWatchThread(link.store, lambda: published.value.snapshot.settings)
     key_watch.start()
+    link.start(watcher.poke)
     threading.Thread(target=_reload_on_usr1, args=(watcher,), name="reload", daemon=True).start()
     PostwardenMilter.view = staticmethod(lambda: published.value)  # type: ignore[assignment]
     PostwardenMilter.record = staticmethod(recorder.record)  # type: ignore[assignment]
@@ -203,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         watcher.stop()
         key_watch.stop()
         recorder.stop()
+        link.stop()
     log.info("%s stopped", PROGRAM)
     return 0
 

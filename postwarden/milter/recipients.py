@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from postwarden.settings.state import FILENAME, StateDB
+from postwarden.state.db import FILENAME, StateDB
 from postwarden.util.socketmap_client import SocketmapClient, SocketmapError
 
 log = logging.getLogger("postwarden.milter")

@@ -53,7 +53,7 @@ from postwarden.milter.spam_rules import MessageText, matching_rules
 from postwarden.milter.view import MilterView
 from postwarden.routing import route_message
 from postwarden.settings.snapshot import DomainPolicy
-from postwarden.settings.state import BlockEvent
+from postwarden.state.db import BlockEvent
 
 log = logging.getLogger("postwarden.milter")
 

@@ -1,8 +1,8 @@
 """``postwarden-policyd``: policy delegation and socketmap service for Postfix.
 
 Usage:
-    postwarden-policyd [--settings F] [--state-dir D] [--policy ADDR] [--socketmap ADDR]
-                       [--workers N] [--max-connections N]
+    postwarden-policyd [--store URL] [--settings F] [--state-dir D] [--policy ADDR]
+                       [--socketmap ADDR] [--workers N] [--max-connections N]
 
 ADDR is ``inet:HOST:PORT`` or ``unix:PATH``. Defaults: policy ``inet:127.0.0.1:10040``,
 socketmap ``inet:127.0.0.1:10041``. See ``postwarden postfix-config`` for the main.cf lines.
@@ -20,6 +20,7 @@ and the CLI.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -41,12 +42,10 @@ from postwarden.policyd.server import (
 )
 from postwarden.policyd.service import TEMPFAIL, PolicydView, compile_view
 from postwarden.postfix.postconf import PostfixUnavailable, parameters
-from postwarden.server import Daemon, ListenAddress, Worker, daemon_parser
-from postwarden.settings import daemon_status
-from postwarden.settings.activity import ListedEntries
-from postwarden.settings.audit import FileChanges
+from postwarden.server import Daemon, ListenAddress, Worker, daemon_parser, open_daemon_store
 from postwarden.settings.snapshot import Snapshot
-from postwarden.settings.state_writer import StateWriter
+from postwarden.state.activity import ListedEntries
+from postwarden.state.writer import StateWriter
 from postwarden.util.netstring import encode
 
 log = logging.getLogger("postwarden.policyd")
@@ -134,25 +133,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         policy_address = ListenAddress.parse(args.policy)
         socketmap_address = ListenAddress.parse(args.socketmap)
         level = global_tls_level(args)
-        file_changes = FileChanges(args.state_dir, args.settings)
-        report = daemon_status.reporter(
-            args.state_dir,
-            PROGRAM,
-            f"{policy_address} {socketmap_address}",
-            _count_reload,
-        )
+        link = open_daemon_store(args).attach(PROGRAM)
+        report = link.reporter(f"{policy_address} {socketmap_address}", _count_reload)
 
         def settings_changed(old: Snapshot | None, new: Snapshot) -> None:
-            file_changes.noticed(
-                old.settings if old else None, old.digest if old else "", new.settings, new.digest
-            )
             report(old, new)
             if writer is not None:  # since when each IP list entry is enforced (block prune)
                 writer.record(ListedEntries.of(new.settings, time.time()))
 
         daemon: Daemon[PolicydView] = Daemon(
             PROGRAM,
-            args.settings,
+            link,
             partial(compile_view, global_tls_level=level),
             on_settings_change=settings_changed,
             on_settings_refused=lambda reason: metrics.SETTINGS_REFUSED.labels(reason).inc(),
@@ -174,12 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def start_worker(index: int) -> Worker:
         nonlocal writer  # this worker's own (settings_changed records through it in worker 0)
-        writer = StateWriter(
-            args.state_dir,
+        writer = link.writer(
             lambda: published.value.snapshot.settings.block_history,
-            decision_log=lambda: published.value.snapshot.settings.decision_log,
+            lambda: published.value.snapshot.settings.decision_log,
         )
-        writer.start()
         if index == 0:  # since when each IP list entry is enforced (block prune)
             writer.record(ListedEntries.of(published.value.snapshot.settings, time.time()))
         kind = CollectingService if index == 0 else RelayingService
@@ -199,11 +188,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "socketmap",
             )
 
+        def stop() -> None:
+            writer.stop()
+            link.stop()
+
         if isinstance(service, CollectingService):
-            return Worker(
-                [policy_protocol, socketmap_protocol], started=service.watch, stop=writer.stop
-            )
-        return Worker([policy_protocol, None], stop=writer.stop)
+
+            def started(loop: asyncio.AbstractEventLoop) -> None:
+                service.watch(loop)
+                link.start(daemon.poke)  # worker 0 keeps the store's settings current
+
+            return Worker([policy_protocol, socketmap_protocol], started=started, stop=stop)
+        return Worker([policy_protocol, None], stop=stop)
 
     try:
         return daemon.run(

@@ -46,11 +46,11 @@ from postwarden.decision import Decision, Facts, Rule, Verdict, decide_recipient
 from postwarden.policyd.protocol import PolicyRequest
 from postwarden.policyd.tlspolicy import TlsTable, compile_tls_table
 from postwarden.routing import ROUTE_TRANSPORT, routes_by_label, unknown_recipient_rule, untag
-from postwarden.settings.activity import DecisionRecord
 from postwarden.settings.model import Route
 from postwarden.settings.snapshot import Snapshot
-from postwarden.settings.state import BlockEvent
-from postwarden.settings.state_writer import Event, UnknownRecipient
+from postwarden.state.activity import DecisionRecord
+from postwarden.state.db import BlockEvent
+from postwarden.state.writer import Event, UnknownRecipient
 
 log = logging.getLogger("postwarden.policyd")
 

@@ -1,6 +1,7 @@
-"""The shared settings store: one YAML file (declarative) plus a small state database.
+"""The settings document: schema and model, load/validate, canonical text, atomic file edit,
+the compiled snapshot the daemons answer from, and its reload on change.
 
-The daemons see the store only through :mod:`postwarden.settings.snapshot` (load a compiled
-snapshot, notice a change) and :mod:`postwarden.settings.state` (append run-time state), so a
-later backend can replace the file without touching them.
+Run-time state (block history, DKIM key state, audit, daemon status) is
+:mod:`postwarden.state`; which backend keeps both (a file and SQLite, or PostgreSQL) is
+:mod:`postwarden.store`.
 """

@@ -1,7 +1,8 @@
 """``postwarden-web``: the web console's entry point (options, logging, the uvicorn server).
 
 Description:
-    ``postwarden-web [--settings F] [--state-dir D] [--listen ADDR] [--tls-cert F --tls-key F]
+    ``postwarden-web [--store URL] [--settings F] [--state-dir D] [--listen ADDR]
+    [--tls-cert F --tls-key F]
     [--trusted-proxy IP,...] [--dkim-nameserver HOST[:PORT]] [--syslog]``
 
     ADDR is ``inet:HOST:PORT`` (default ``inet:127.0.0.1:10045``, loopback) or ``unix:PATH``.
@@ -36,8 +37,7 @@ import uvicorn
 
 from postwarden import log
 from postwarden.errors import PostwardenError
-from postwarden.server import BadAddress, ListenAddress, daemon_parser
-from postwarden.settings.store import read_settings
+from postwarden.server import BadAddress, ListenAddress, daemon_parser, open_daemon_store
 from postwarden.util import sdnotify
 from postwarden.web.app import create_app
 from postwarden.web.render import WebConfig
@@ -103,11 +103,11 @@ def server_config(args: argparse.Namespace) -> uvicorn.Config:
             f"{args.listen} is not loopback: serve TLS (--tls-cert/--tls-key) or name the"
             " TLS reverse proxy in front (--trusted-proxy)"
         )
-    read_settings(args.settings)  # fail at start, not at the first page
+    store = open_daemon_store(args)
+    store.read()  # fail at start, not at the first page
     app = create_app(
         WebConfig(
-            args.settings,
-            args.state_dir,
+            store,
             dkim_nameserver=args.dkim_nameserver,
             postfix_config_dir=args.postfix_config_dir,
         )

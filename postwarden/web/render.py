@@ -34,6 +34,7 @@ from postwarden.admin.errors import Forbidden, NotFound
 from postwarden.admin.session import Actor, Admin
 from postwarden.admin.web_users import WebSession, session
 from postwarden.errors import PostwardenError
+from postwarden.store import Store
 from postwarden.web import security
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -54,8 +55,7 @@ _jinja.filters["when"] = lambda t: (
 class WebConfig:
     """What the console serves and how."""
 
-    settings_path: Path
-    state_dir: Path
+    store: Store
     dkim_nameserver: str | None = None
     dkim_timeout: float = 5.0
     postfix_config_dir: str | None = None  # the instance a route must not point back at
@@ -97,7 +97,7 @@ class Ctx:
     def admin(self, command: str = "") -> Admin:
         """The service layer's session for this user; *command* is what the audit shows."""
         actor = self.web.user.actor(f"web: {command}" if command else "")
-        return Admin(self.config.settings_path, self.config.state_dir, actor)
+        return Admin(self.config.store, actor)
 
     def field(self, name: str, default: str = "") -> str:
         value = self.form.get(name) if self.form is not None else None
@@ -131,11 +131,7 @@ def page(
     nav: list[str] = []
     if web is not None:
         try:
-            settings = Admin(
-                request.app.state.config.settings_path,
-                request.app.state.config.state_dir,
-                web.user.actor(),
-            ).read()
+            settings = Admin(request.app.state.config.store, web.user.actor()).read()
             nav = scope.visible_domains(settings.settings, web.user.actor())
         except (PostwardenError, OSError):  # the navigation never stops an error page
             nav = []
@@ -162,7 +158,7 @@ def handler(function: Page) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         config: WebConfig = request.app.state.config
         flash: Flash = request.app.state.flash
-        admin = Admin(config.settings_path, config.state_dir, Actor("-", "web"))
+        admin = Admin(config.store, Actor("-", "web"))
         token = security.session_token(request)
         web = await run_in_threadpool(session, admin, token) if token else None
         if web is None:

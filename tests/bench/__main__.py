@@ -9,6 +9,7 @@ import sys
 
 from tests.bench import (
     bench_dkim,
+    bench_fleet,
     bench_milter,
     bench_policyd,
     bench_settings,
@@ -21,6 +22,7 @@ BENCHMARKS = {
     "unknown-recipients": bench_unknown_recipients.main,
     "dkim": bench_dkim.main,
     "milter": bench_milter.main,
+    "fleet": bench_fleet.main,
 }
 
 

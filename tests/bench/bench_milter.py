@@ -34,7 +34,7 @@ from pathlib import Path
 
 from postwarden.dkim import keys
 from postwarden.dkim.store import DkimKeys
-from postwarden.settings.state import StateDB
+from postwarden.state.db import StateDB
 from tests.bench.anchors import OpenDkim
 from tests.harness import PostfixInstance, ServiceUser, SmtpSink, ensure_service_user
 from tests.harness.fixtures import make_traversable_dir

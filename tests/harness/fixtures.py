@@ -14,6 +14,8 @@ Description:
     test_ca                                         session TestCA in a 0755 directory
     service_user                                    session ServiceUser (created if missing)
     traversable_tmp                                 per-test 0755 directory under /tmp
+    pg_cluster                                      session PostgresCluster (started once)
+    pg_url                                          a fresh database on it (postwarden's URL)
 
     Directories are 0755 under /tmp, not pytest's tmp_path (0700): Postfix daemons, smtp-sink
     and the service user must traverse them.
@@ -32,11 +34,14 @@ from typing import Any
 import pytest
 
 from .postfix import PostfixInstance
+from .postgres import PostgresCluster
 from .service_user import ServiceUser, ensure_service_user
 from .sinks import SmtpSink, TlsSink
 from .tlsca import CertFiles, TestCA
 
 __all__ = [
+    "pg_cluster",
+    "pg_url",
     "postfix",
     "postfix_factory",
     "service_user",
@@ -134,3 +139,27 @@ def tls_sink_factory(test_ca: TestCA) -> Iterator[Callable[..., TlsSink]]:
 @pytest.fixture
 def tls_sink(tls_sink_factory: Callable[..., TlsSink]) -> TlsSink:
     return tls_sink_factory()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster()
+    try:
+        cluster.init()
+        cluster.start()
+        cluster.create_roles()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PostgresCluster) -> Iterator[str]:
+    """A fresh database for one test; the cluster is running again when it ends."""
+    name = pg_cluster.new_database()
+    try:
+        yield pg_cluster.url(name)
+    finally:
+        if not pg_cluster.running:
+            pg_cluster.start()
+        pg_cluster.drop_database(name)

@@ -34,15 +34,34 @@ PYTHON = sys.executable
 class Installation:
     """Settings and state directories of one postwarden installation under *base*."""
 
-    def __init__(self, base: Path, user: ServiceUser, primary: str = "hosted.test") -> None:
+    def __init__(
+        self,
+        base: Path,
+        user: ServiceUser,
+        primary: str = "hosted.test",
+        *,
+        store: str | None = None,
+        node: str = "",
+        init: bool = True,
+    ) -> None:
+        """*store*: a shared store's URL (a fleet node: ``init`` unless it has settings)."""
         self.base = base
         self.user = user
+        self.store = store
+        self.node = node
         self.settings = base / "etc" / "postwarden" / "settings.yaml"
         self.state_dir = base / "state"
-        self.state_dir.mkdir(mode=0o750)
+        self.state_dir.mkdir(mode=0o750, parents=True)
         os.chown(self.state_dir, user.uid, user.gid)
         self.postfix_config_dir: Path | None = None  # the Postfix instance it serves
-        self.cli("init", primary)
+        done = self.cli("init", primary, check=store is None) if init else None
+        if done is not None and done.returncode and "holds settings already" not in done.stderr:
+            raise AssertionError(f"postwarden init: {done.returncode}\n{done.stderr}")
+
+    def store_options(self) -> list[str]:
+        """The options naming this installation's store, for commands and daemons."""
+        options = ["--settings", str(self.settings), "--state-dir", str(self.state_dir)]
+        return [*options, "--store", self.store] if self.store else options
 
     def cli(
         self, *argv: str, check: bool = True, stdin: str | None = None
@@ -60,10 +79,7 @@ class Installation:
                 PYTHON,
                 "-m",
                 "postwarden.cli",
-                "--settings",
-                str(self.settings),
-                "--state-dir",
-                str(self.state_dir),
+                *self.store_options(),
                 *argv,
             ],
             capture_output=True,
@@ -116,14 +132,13 @@ class ServiceDaemon:
             PYTHON,
             "-m",
             self.module,
-            "--settings",
-            str(inst.settings),
-            "--state-dir",
-            str(inst.state_dir),
+            *inst.store_options(),
             "--metrics",
             f"inet:127.0.0.1:{self.metrics_port}",
             *self.arguments(),
         ]
+        if inst.node:
+            env = {"POSTWARDEN_NODE": inst.node, **(env or {})}
         with open(self.log_path, "ab") as log:
             self.process = spawn_as_service_user(
                 argv, user=inst.user, env=env, stdout=log, stderr=subprocess.STDOUT

@@ -29,7 +29,7 @@ from postwarden.dkim import keys, record
 from postwarden.dkim.dnscheck import Outcome, check_record
 from postwarden.dkim.store import ChangeProbe, signing_keys
 from postwarden.milter.dkim_sign import sign
-from postwarden.settings.state import StateDB
+from postwarden.state.db import StateDB
 from tests.harness import ServiceUser, spawn_as_service_user
 from tests.harness.fixtures import make_traversable_dir
 from tests.integration.daemons import PYTHON, Installation
@@ -361,7 +361,7 @@ def test_signing_key_is_readable_by_a_service_user_process(
     assert _verify(inst, dns_server).returncode == 0
     script = (
         "import sys; from pathlib import Path\n"
-        "from postwarden.settings.state import StateDB\n"
+        "from postwarden.state.db import StateDB\n"
         "from postwarden.dkim.store import signing_keys\n"
         "from postwarden.dkim.keys import read_key\n"
         "state = Path(sys.argv[1])\n"

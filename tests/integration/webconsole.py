@@ -67,10 +67,7 @@ class WebConsole:
             PYTHON,
             "-m",
             "postwarden.web.main",
-            "--settings",
-            str(inst.settings),
-            "--state-dir",
-            str(inst.state_dir),
+            *inst.store_options(),
             "--listen",
             f"inet:127.0.0.1:{self.port}",
         ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from postwarden.settings.state import StateDB
+from postwarden.state.db import StateDB
 from tests.unit.conftest import Cli
 
 

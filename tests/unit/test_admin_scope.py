@@ -7,6 +7,7 @@ import pytest
 from postwarden.admin import domains, history, iplists, routes, status, web_users
 from postwarden.admin.errors import BadInput, Forbidden, NotFound
 from postwarden.admin.session import Actor, Admin
+from postwarden.store.file import FileStore
 from tests.unit.conftest import Cli
 
 
@@ -19,7 +20,7 @@ def _setup(cli: Cli) -> None:
 
 
 def _admin(cli: Cli, domain: str | None, name: str = "sam") -> Admin:
-    return Admin(cli.settings, cli.state_dir, Actor(name, "web", "test", domain))
+    return Admin(FileStore(cli.settings, cli.state_dir), Actor(name, "web", "test", domain))
 
 
 def test_a_domain_administrator_sees_and_changes_only_its_domains(cli: Cli) -> None:

@@ -11,7 +11,7 @@ from postwarden.dkim import keys
 from postwarden.dkim.store import DkimKeys, Status
 from postwarden.dkim.watch import CheckResult, Event, Finding, KeyWatch, due
 from postwarden.settings.model import DkimWatch
-from postwarden.settings.state import StateDB
+from postwarden.state.db import StateDB
 from postwarden.tls.names import matches_hostname, matches_nexthop, name_matches
 from postwarden.util.duration import BadDuration, parse_duration
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from postwarden.settings.state import BlockEvent, StateDB
+from postwarden.state.db import BlockEvent, StateDB
 from tests.unit.conftest import Cli
 
 

@@ -17,7 +17,7 @@ from postwarden.dkim.store import (
     UnknownSelector,
     signing_keys,
 )
-from postwarden.settings.state import StateDB
+from postwarden.state.db import StateDB
 
 RSA, ED = Algorithm.RSA, Algorithm.ED25519
 

@@ -15,13 +15,45 @@ FORBIDDEN = {
         "postwarden.admin",
         "postwarden.web",
         "postwarden.settings",
+        "postwarden.state",
+        "postwarden.store",
         "postwarden.decision",
         "postwarden.cli",
         "postwarden.policyd",
         "postwarden.milter",
         "postwarden.postfix",
     ],
+    # The settings document knows nothing of run-time state or of where it is kept.
     "postwarden.settings": [
+        "postwarden.state",
+        "postwarden.store",
+        "postwarden.admin",
+        "postwarden.web",
+        "postwarden.decision",
+        "postwarden.cli",
+        "postwarden.policyd",
+        "postwarden.milter",
+    ],
+    "postwarden.dkim": [
+        "postwarden.store",
+        "postwarden.admin",
+        "postwarden.web",
+        "postwarden.cli",
+        "postwarden.policyd",
+        "postwarden.milter",
+    ],
+    "postwarden.state": [
+        "postwarden.dkim",
+        "postwarden.store",
+        "postwarden.admin",
+        "postwarden.web",
+        "postwarden.decision",
+        "postwarden.cli",
+        "postwarden.policyd",
+        "postwarden.milter",
+    ],
+    # The front door of the store: under everything that reads or edits it.
+    "postwarden.store": [
         "postwarden.admin",
         "postwarden.web",
         "postwarden.decision",
@@ -30,14 +62,30 @@ FORBIDDEN = {
         "postwarden.milter",
     ],
     "postwarden.decision": ["postwarden.cli", "postwarden.policyd", "postwarden.milter"],
-    "postwarden.dkim": ["postwarden.cli", "postwarden.policyd", "postwarden.milter"],
     "postwarden.postfix": ["postwarden.cli", "postwarden.policyd", "postwarden.milter"],
-    "postwarden.policyd": ["postwarden.cli", "postwarden.milter"],
-    "postwarden.milter": ["postwarden.cli", "postwarden.policyd"],
+    # Nothing above the store opens a backend of its own.
+    "postwarden.policyd": [
+        "postwarden.cli",
+        "postwarden.milter",
+        "postwarden.store.pg",
+        "postwarden.store.file",
+    ],
+    "postwarden.milter": [
+        "postwarden.cli",
+        "postwarden.policyd",
+        "postwarden.store.pg",
+        "postwarden.store.file",
+    ],
     # One service layer under both front ends; neither front end imports the other.
-    "postwarden.admin": ["postwarden.cli", "postwarden.web", "postwarden.milter"],
-    "postwarden.web": ["postwarden.cli"],
-    "postwarden.cli": ["postwarden.web"],
+    "postwarden.admin": [
+        "postwarden.cli",
+        "postwarden.web",
+        "postwarden.milter",
+        "postwarden.store.pg",
+        "postwarden.store.file",
+    ],
+    "postwarden.web": ["postwarden.cli", "postwarden.store.pg", "postwarden.store.file"],
+    "postwarden.cli": ["postwarden.web", "postwarden.store.pg", "postwarden.store.file"],
 }
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from postwarden.settings.migrations import LATEST
-from postwarden.settings.state import BlockEvent, StateDB, StateTooNew
+from postwarden.state.db import BlockEvent, StateDB, StateTooNew
+from postwarden.state.migrations import LATEST
 
 
 def test_new_database_is_migrated_to_latest_in_wal_mode(tmp_path: Path) -> None:

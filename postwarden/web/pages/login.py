@@ -63,7 +63,7 @@ async def login(request: Request) -> Response:
             status=429,
             target=target,
         )
-    admin = Admin(config.settings_path, config.state_dir, Actor(name[:64], "web"))
+    admin = Admin(config.store, Actor(name[:64], "web"))
     old = security.session_token(request)
     try:
         web = await run_in_threadpool(web_users.login, admin, name, password, client)

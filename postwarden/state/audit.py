@@ -13,12 +13,12 @@ Security:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import getpass
 import logging
 import os
 import pwd
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from postwarden.settings.load import dump
 from postwarden.settings.model import Settings
-from postwarden.settings.state import StateDB, transaction
+from postwarden.state.db import STATE_ERRORS, StateDB, transaction
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,24 @@ def record(
     after: str,
     diff: str,
     when: float | None = None,
+    domain: str | None = None,
+    in_transaction: bool = False,
 ) -> None:
-    with transaction(db.conn):
+    """Add one entry (in a transaction of its own unless *in_transaction*)."""
+    with contextlib.nullcontext() if in_transaction else transaction(db.conn):
         db.conn.execute(
-            "INSERT INTO audit (time, user, source, command, before, after, diff)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (when if when is not None else time.time(), user, source, command, before, after, diff),
+            'INSERT INTO audit (time, "user", source, command, before, after, diff, domain)'
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                when if when is not None else time.time(),
+                user,
+                source,
+                command,
+                before,
+                after,
+                diff,
+                domain,
+            ),
         )
 
 
@@ -105,7 +117,7 @@ def last_digest(db: StateDB) -> str | None:
 
 def entries(db: StateDB, limit: int) -> Sequence[AuditEntry]:
     rows = db.conn.execute(
-        "SELECT id, time, user, source, command, before, after, diff FROM audit"
+        'SELECT id, time, "user", source, command, before, after, diff FROM audit'
         " ORDER BY id DESC LIMIT ?",
         (limit,),
     ).fetchall()
@@ -178,5 +190,5 @@ class FileChanges:
                     diff=diff,
                     when=self._mtime(),
                 )
-        except (sqlite3.Error, OSError) as exc:
+        except (*STATE_ERRORS, OSError) as exc:
             log.error("settings change not recorded in the audit trail: %s", exc)

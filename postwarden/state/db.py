@@ -3,35 +3,63 @@
 Description:
     SQLite in WAL mode (readers never wait for the writer), one file ``state.db`` in the state
     directory, schema versioned by ``PRAGMA user_version`` and upgraded on open by the
-    migrations in :mod:`postwarden.settings.migrations`, each in its own transaction.
+    migrations in :mod:`postwarden.state.migrations`, each in its own transaction.
 
     Block history has one row per (governing domain, list entry, client address) with first
     and last time and a count, so a flood from one address is one row, not a million; each
     single refused attempt (sender, recipient) is also kept, in a bounded log of its own
-    (``block_attempts``, read by :mod:`postwarden.settings.activity`).
+    (``block_attempts``, read by :mod:`postwarden.state.activity`).
     :meth:`StateDB.prune` applies the retention limits (age, then row count).
+
+    Shared queries (the service layer's, the audit trail's) are written in the SQL that
+    SQLite and PostgreSQL both speak, with ``?`` placeholders; a PostgreSQL store hands out
+    a :class:`StateDB` whose ``conn`` translates them (:mod:`postwarden.store.pg.adapter`).
 
 Errors:
     :class:`StateTooNew` when the database was written by a newer postwarden;
-    ``sqlite3.Error`` for I/O problems (the daemons log them and keep answering).
+    ``sqlite3.Error`` for I/O problems (the daemons log them and keep answering);
+    :class:`StateError` (:class:`Duplicate` for a key that exists) from a database server.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from postwarden.errors import PostwardenError
-from postwarden.settings.migrations import LATEST, MIGRATIONS
+from postwarden.state.migrations import LATEST, MIGRATIONS
 
 FILENAME = "state.db"
 
 
 class StateTooNew(PostwardenError):
     """The state database was written by a newer postwarden."""
+
+
+class StateError(PostwardenError):
+    """The state database failed (a database server's error, in words)."""
+
+
+class Duplicate(StateError):
+    """A row with this key exists already."""
+
+
+# What a caller that keeps going after a failed state write catches, whatever the backend.
+STATE_ERRORS = (sqlite3.Error, StateError)
+
+
+class Connection(Protocol):
+    """What shared queries use of a connection: sqlite3's, or a server's behind an adapter."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +92,7 @@ class EntryActivity:
 class StateDB:
     """A connection to the state database."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     @classmethod
@@ -75,20 +103,7 @@ class StateDB:
         (never by two at once), which sqlite3 refuses unless told.
         """
         state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            state_dir / FILENAME,
-            timeout=5.0,
-            isolation_level=None,
-            check_same_thread=not handed_over,
-        )
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            _migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return cls(conn)
+        return cls(open_sqlite(state_dir / FILENAME, _migrate, handed_over=handed_over))
 
     def close(self) -> None:
         self.conn.close()
@@ -210,10 +225,30 @@ def prune_log(conn: sqlite3.Connection, table: str, cutoff: float, keep: int) ->
     return removed
 
 
+def open_sqlite(
+    path: Path, prepare: Callable[[sqlite3.Connection], None], *, handed_over: bool = False
+) -> sqlite3.Connection:
+    """An autocommit connection in WAL mode (readers never wait for the writer), *prepare*d.
+
+    *handed_over*: opened in one thread, then used by another (never by two at once).
+    """
+    conn = sqlite3.connect(
+        path, timeout=5.0, isolation_level=None, check_same_thread=not handed_over
+    )
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        prepare(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 class transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``/``ROLLBACK`` on an autocommit connection."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     def __enter__(self) -> None:

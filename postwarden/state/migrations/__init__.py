@@ -5,7 +5,7 @@ runs inside the transaction that also sets the new version, so a failed step lea
 database as it was.
 """
 
-from postwarden.settings.migrations import (
+from postwarden.state.migrations import (
     v1_initial,
     v2_unknown_recipients,
     v3_audit,

@@ -17,7 +17,7 @@ Description:
                         comes back starts again.
 
     Writes come from the daemons' state writer thread
-    (:mod:`postwarden.settings.state_writer`), never from a request path; reads from the CLI.
+    (:mod:`postwarden.state.writer`), never from a request path; reads from the CLI.
 
 Errors:
     ``sqlite3.Error`` for database trouble.
@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from postwarden.settings.model import Settings
-from postwarden.settings.state import StateDB, prune_log, transaction
+from postwarden.state.db import StateDB, prune_log, transaction
 
 LISTS = ("allowed_ips", "blocked_ips")
 

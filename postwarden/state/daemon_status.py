@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from postwarden.settings.snapshot import Snapshot
-from postwarden.settings.state import StateDB, transaction
+from postwarden.state.db import STATE_ERRORS, StateDB, transaction
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +29,8 @@ class DaemonStatus:
     loaded: float
     digest: str
     listening: str
+    node: str = ""  # the node it runs on, in a store shared by a fleet
+    here: bool = True  # on this node (its listening addresses are this node's)
 
 
 def report(
@@ -49,12 +50,14 @@ def report(
                 "INSERT OR REPLACE INTO daemon_status VALUES (?, ?, ?, ?, ?, ?)",
                 (name, pid or os.getpid(), started, loaded, digest, listening),
             )
-    except (sqlite3.Error, OSError) as exc:
+    except (*STATE_ERRORS, OSError) as exc:
         log.error("status not recorded: %s", exc)
 
 
 def read_all(db: StateDB) -> list[DaemonStatus]:
-    rows = db.conn.execute("SELECT * FROM daemon_status ORDER BY name").fetchall()
+    rows = db.conn.execute(
+        "SELECT name, pid, started, loaded, digest, listening FROM daemon_status ORDER BY name"
+    ).fetchall()
     return [DaemonStatus(*row) for row in rows]
 
 

@@ -2,10 +2,10 @@
 
 Description:
     The request path only puts an event on a bounded queue (``put_nowait``): a
-    :class:`~postwarden.settings.state.BlockEvent` (a blocked recipient), an
+    :class:`~postwarden.state.db.BlockEvent` (a blocked recipient), an
     :class:`UnknownRecipient` (a recipient Postfix did not know, accepted for a route), or a
-    :class:`~postwarden.settings.activity.DecisionRecord` (for ``what-if``); on each
-    settings load the daemon adds a :class:`~postwarden.settings.activity.ListedEntries`.
+    :class:`~postwarden.state.activity.DecisionRecord` (for ``what-if``); on each
+    settings load the daemon adds a :class:`~postwarden.state.activity.ListedEntries`.
     A worker thread writes them in batches, one transaction per kind and batch, and applies
     the retention limits once an hour. Several processes may each run a writer (policyd's
     workers, the milter): SQLite's locking (WAL, busy timeout) serialises their
@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from postwarden.settings import activity
-from postwarden.settings.activity import DecisionRecord, ListedEntries
 from postwarden.settings.model import BlockHistory, DecisionLog
-from postwarden.settings.state import BlockEvent, StateDB
+from postwarden.state import activity
+from postwarden.state.activity import DecisionRecord, ListedEntries
+from postwarden.state.db import STATE_ERRORS, BlockEvent, StateDB
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +100,12 @@ class StateWriter:
             try:
                 if db is None:
                     db = StateDB.open(self.state_dir)
-                db.record_blocks(e for e in events if isinstance(e, BlockEvent))
-                db.record_unknown(
-                    (e.address, e.when) for e in events if isinstance(e, UnknownRecipient)
-                )
-                activity.record_decisions(db, (e for e in events if isinstance(e, DecisionRecord)))
-                for listed in (e for e in events if isinstance(e, ListedEntries)):
-                    activity.note_listed(db, listed)
+                self._write(db, events)
                 self.written += len(events)
                 if time.monotonic() >= next_prune:
                     self._prune(db)
                     next_prune = time.monotonic() + PRUNE_EVERY
-            except (sqlite3.Error, OSError) as exc:
+            except (*STATE_ERRORS, OSError) as exc:
                 self.dropped += len(events)
                 self._log_error(exc)
                 if db is not None:
@@ -133,6 +126,14 @@ class StateWriter:
         activity.prune_decisions(
             db, cutoff=time.time() - log_limits.retention_hours * 3600, keep=log_limits.max_entries
         )
+
+    def _write(self, db: StateDB, events: list[Event]) -> None:
+        """Write one batch (in the writer thread); a shared store sends most of it elsewhere."""
+        db.record_blocks(e for e in events if isinstance(e, BlockEvent))
+        db.record_unknown((e.address, e.when) for e in events if isinstance(e, UnknownRecipient))
+        activity.record_decisions(db, (e for e in events if isinstance(e, DecisionRecord)))
+        for listed in (e for e in events if isinstance(e, ListedEntries)):
+            activity.note_listed(db, listed)
 
     def _next_batch(self) -> list[Event | None]:
         """The next events to write: all that wait, up to BATCH; a short wait to gather more.

@@ -23,9 +23,9 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from postwarden.settings import activity
 from postwarden.settings.model import Settings
-from postwarden.settings.state import StateDB
+from postwarden.state import activity
+from postwarden.state.db import StateDB
 
 DAY = 86400.0
 

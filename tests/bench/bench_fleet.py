@@ -1,0 +1,188 @@
+"""The PostgreSQL store: how fast a change reaches every node, and policyd's speed on it.
+
+Propagation: a private PostgreSQL cluster and three ``postwarden-policyd`` nodes, each with
+``--store postgresql://...`` and its own state directory. Each of :data:`EDITS` edits blocks
+one more address (through the store, as ``postwarden block add`` does); from the commit on,
+every node is asked about that address every few milliseconds until it refuses it. The time
+from the commit to the first refusal, over all edits and nodes, gives p50 and p99 (target:
+p99 <= 2 s).
+
+Throughput: the same policyd (10,000 allowed + 10,000 blocked entries, the request mix of
+bench_policyd, a third of the requests blocked and so recorded) with the file store and with
+the PostgreSQL store, in alternating rounds, from 8 connections. Nothing on the request path
+calls the database, so the two should be equal within noise (target: within 10 %).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from postwarden.admin.entries import new_ip_entries
+from postwarden.settings.load import dump
+from postwarden.settings.model import BLOCKED_IP, DomainBlock, Settings
+from postwarden.store import AuditNote
+from postwarden.store.pg.store import PgStore
+from tests.bench.bench_policyd import _client, _free_port, _requests, _wait_for_port
+from tests.bench.bench_settings import ENTRIES, _entries, _probes
+from tests.harness.postgres import PostgresCluster
+
+EDITS = 40
+NODES = 3
+ROUNDS = 3
+LOAD_SECONDS = 4.0
+NOTE = AuditNote("bench", "command", "bench")
+
+
+def _policyd(argv: list[str], tmp: Path, name: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    daemon = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "postwarden.policyd.main",
+            *argv,
+            "--state-dir",
+            str(tmp / name),
+            "--policy",
+            f"inet:127.0.0.1:{port}",
+            "--socketmap",
+            f"inet:127.0.0.1:{_free_port()}",
+            "--tls-security-level",
+            "may",
+            "--metrics",
+            "none",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={"PATH": "/usr/bin:/bin", "POSTWARDEN_NODE": name},
+    )
+    _wait_for_port(port)
+    return daemon, port
+
+
+def _request(ip: str) -> bytes:
+    return (
+        "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n"
+        f"client_address={ip}\nclient_name=unknown\nhelo_name=h.example\n"
+        "sender=a@sender.example\nrecipient=b@example.com\n\n"
+    ).encode()
+
+
+async def _until_refused(port: int, ip: str, since: float) -> float:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while True:
+            writer.write(_request(ip))
+            answer = await reader.readuntil(b"\n\n")
+            if b"action=5" in answer or b"REJECT" in answer:
+                return time.perf_counter() - since
+            await asyncio.sleep(0.002)
+    finally:
+        writer.close()
+
+
+def _propagation(store: PgStore, ports: list[int]) -> list[float]:
+    delays: list[float] = []
+    for index in range(EDITS):
+        ip = f"192.0.2.{index + 1}"
+
+        def block(settings: Settings, ip: str = ip) -> Settings:
+            own = settings.domains[settings.primary_domain] or DomainBlock()
+            added = (*own.blocked_ips, *new_ip_entries([ip], BLOCKED_IP, ""))
+            domains = {**settings.domains, settings.primary_domain: replace(own, blocked_ips=added)}
+            return replace(settings, domains=domains)
+
+        store.edit(block, lambda: NOTE)
+        since = time.perf_counter()
+
+        async def watch(ip: str = ip, since: float = since) -> list[float]:
+            return list(await asyncio.gather(*(_until_refused(p, ip, since) for p in ports)))
+
+        delays.extend(asyncio.run(watch()))
+        time.sleep(random.uniform(0.05, 0.3))
+    return delays
+
+
+def _throughput(port: int, requests: list[bytes]) -> float:
+    latencies: list[float] = []
+
+    async def load() -> None:
+        deadline = time.perf_counter() + LOAD_SECONDS
+        await asyncio.gather(*(_client(port, requests, deadline, latencies) for _ in range(8)))
+
+    start = time.perf_counter()
+    asyncio.run(load())
+    return len(latencies) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    rng = random.Random(3)
+    big = DomainBlock(
+        allowed_ips=_entries(rng, ENTRIES, 0.2), blocked_ips=_entries(rng, ENTRIES, 0.2)
+    )
+    settings = Settings(primary_domain="example.com", domains={"example.com": big})
+    requests = _requests(_probes(rng, big, 30_000))
+    cluster = PostgresCluster()
+    daemons: list[subprocess.Popen[bytes]] = []
+    try:
+        cluster.init()
+        cluster.start()
+        cluster.create_roles()
+        url = cluster.url(cluster.new_database())
+        with tempfile.TemporaryDirectory() as name:
+            tmp = Path(name)
+            store = PgStore(url, tmp / "cli")
+            store.initialize()
+            small = Settings(primary_domain="example.com", domains={"example.com": DomainBlock()})
+            store.create(small, NOTE)
+            ports = []
+            for node in range(1, NODES + 1):
+                daemon, port = _policyd(["--store", url], tmp, f"node{node}")
+                daemons.append(daemon)
+                ports.append(port)
+            delays = sorted(_propagation(store, ports))
+            p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+            print(
+                f"propagation to {NODES} nodes over {EDITS} edits: p50"
+                f" {statistics.median(delays) * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms,"
+                f" max {delays[-1] * 1e3:.0f} ms (commit to the node's first refusal)"
+            )
+            for daemon in daemons:
+                daemon.terminate()
+                daemon.wait(10)
+            daemons.clear()
+            store.edit(lambda _old: settings, lambda: NOTE)
+            path = tmp / "settings.yaml"
+            path.write_text(dump(settings))
+            rates: dict[str, list[float]] = {"file": [], "postgresql": []}
+            for _round in range(ROUNDS):
+                for kind, argv in (
+                    ("file", ["--settings", str(path)]),
+                    ("postgresql", ["--store", url]),
+                ):
+                    daemon, port = _policyd(argv, tmp, f"tp-{kind}")
+                    daemons.append(daemon)
+                    rates[kind].append(_throughput(port, requests))
+                    daemon.terminate()
+                    daemon.wait(10)
+                    daemons.pop()
+            file_rate = statistics.median(rates["file"])
+            pg_rate = statistics.median(rates["postgresql"])
+            print(
+                f"policyd, 8 connections, median of {ROUNDS} rounds: file store"
+                f" {file_rate:,.0f} requests/s, PostgreSQL store {pg_rate:,.0f} requests/s"
+                f" ({(pg_rate / file_rate - 1) * 100:+.1f} %)"
+            )
+    finally:
+        for daemon in daemons:
+            daemon.terminate()
+            daemon.wait(10)
+        cluster.close()
