@@ -206,7 +206,7 @@ class StateDB:
 LOG_TABLES = frozenset({"block_attempts", "decisions"})
 
 
-def prune_log(conn: sqlite3.Connection, table: str, cutoff: float, keep: int) -> int:
+def prune_log(conn: Connection, table: str, cutoff: float, keep: int) -> int:
     """Delete rows of an append-only log table older than *cutoff*, then beyond *keep* rows.
 
     The tables have an ``id`` in insertion order and an index on ``time``, so both deletes

@@ -36,7 +36,7 @@ from pathlib import Path
 from postwarden.dkim.keys import Algorithm, PrivateKey
 from postwarden.errors import PostwardenError
 from postwarden.settings.load import Loaded
-from postwarden.settings.model import BlockHistory, Settings
+from postwarden.settings.model import BlockHistory, DecisionLog, Settings
 from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.source import SnapshotSource
 from postwarden.settings.store import EditResult
@@ -112,8 +112,12 @@ class DaemonLink(abc.ABC):
         """The last good settings, loaded (a daemon without settings does not start)."""
 
     @abc.abstractmethod
-    def writer(self, limits: Callable[[], BlockHistory]) -> StateWriter:
-        """A started writer for what the daemon learns (blocks, unknown recipients)."""
+    def writer(
+        self,
+        limits: Callable[[], BlockHistory],
+        decision_log: Callable[[], DecisionLog] = DecisionLog,
+    ) -> StateWriter:
+        """A started writer for what the daemon learns (blocks, decisions, unknown recipients)."""
 
     @abc.abstractmethod
     def reporter(self, listening: str, on_reload: Callable[[], None]) -> StatusReporter:

@@ -32,7 +32,7 @@ from postwarden.dkim.store import ChangeProbe
 from postwarden.errors import PostwardenError
 from postwarden.settings import paths
 from postwarden.settings.load import Loaded, dump
-from postwarden.settings.model import BlockHistory, Settings
+from postwarden.settings.model import BlockHistory, DecisionLog, Settings
 from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.source import SnapshotSource
 from postwarden.settings.store import create_settings, edit_settings, read_settings
@@ -213,8 +213,12 @@ class FileLink(DaemonLink):
         source.load()
         return source
 
-    def writer(self, limits: Callable[[], BlockHistory]) -> StateWriter:
-        writer = StateWriter(self.store.state_dir, limits)
+    def writer(
+        self,
+        limits: Callable[[], BlockHistory],
+        decision_log: Callable[[], DecisionLog] = DecisionLog,
+    ) -> StateWriter:
+        writer = StateWriter(self.store.state_dir, limits, decision_log=decision_log)
         writer.start()
         return writer
 

@@ -44,12 +44,14 @@ class Node:
             except sqlite3.Error:
                 return set()
 
-    def spool_backlog(self) -> int:
+    def spool_backlog(self, kind: str = "%") -> int:
+        """Events waiting in the node's spool (of *kind*: 'block' or 'decision')."""
         path = self.inst.state_dir / "spool.db"
         if not path.exists():
             return 0
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            return int(db.execute("SELECT count(*) FROM blocks").fetchone()[0])
+            query = "SELECT count(*) FROM events WHERE kind LIKE ?"
+            return int(db.execute(query, (kind,)).fetchone()[0])
 
 
 class Fleet:

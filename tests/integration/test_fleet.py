@@ -90,6 +90,29 @@ def test_an_edit_on_one_node_is_enforced_by_every_node_and_blocks_meet_in_one_li
     rows = {row["entry"]: row for row in listing["entries"]}
     assert rows[BLOCKED]["blocks"] == 1 + 2 + 3
     assert rows[BLOCKED]["clients"] == 3
+    attempts = node1.inst.cli_json("block", "history", "--since", "1h")["attempts"]
+    assert sorted(a["client"] for a in attempts) == [
+        "203.0.113.11",
+        *["203.0.113.12"] * 2,
+        *["203.0.113.13"] * 3,
+    ]
+    assert {(a["recipient"], a["entry"], a["refused_by"]) for a in attempts} == {
+        ("bob@hosted.test", BLOCKED, "policyd")
+    }
+    # Every node's decisions replay on node 2: without the block, those six are let in.
+    wait_until(
+        lambda: fleet.sql("SELECT count(*) FROM decisions")[0][0] >= 3 + 6,
+        "every node's decisions in the database",
+    )
+    proposed = node2.inst.base / "proposed.yaml"
+    node2.inst.cli("store", "export", str(proposed))
+    proposed.write_text(proposed.read_text().replace(f"- ip: {BLOCKED}", "- ip: 192.0.2.250"))
+    replayed = node2.inst.cli_json("what-if", str(proposed), "--since", "1h")
+    assert replayed["replayed"] >= 3 + 6, replayed
+    assert replayed["newly_allowed"]["count"] == 6, replayed
+    # The entry was listed a moment ago: prune keeps it, saying why.
+    pruned = node3.inst.cli_json("block", "prune", "--unused-for", "1", "--dry-run")
+    assert pruned["would_delete"] == [] and pruned["kept"][0]["entry"] == BLOCKED, pruned
     status = node2.inst.cli_json("status")
     assert {n["name"] for n in status["nodes"]} == {"node1", "node2", "node3"}
     assert all(n["behind"] == 0 for n in status["nodes"]), status["nodes"]
@@ -213,7 +236,7 @@ def test_with_the_database_down_mail_flows_edits_are_refused_and_nothing_is_lost
     refuse_some()
     for node in fleet.nodes:
         node.postfix.wait_for_mailbox("alice@hosted.test", 2)
-        assert node.spool_backlog() == sent[node.name]
+        assert node.spool_backlog("block") == sent[node.name]
     pg_cluster.start()
     wait_until(
         lambda: sum(n.spool_backlog() for n in fleet.nodes) == 0,

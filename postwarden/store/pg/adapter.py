@@ -74,6 +74,9 @@ class PgConnection:
     """A psycopg connection that runs the shared queries (see the module description)."""
 
     def __init__(self, conn: psycopg.Connection, target: Target) -> None:
+        # Parameters bound on the client, as SQLite binds them: ``? IS NULL`` with None is
+        # then NULL IS NULL, where a server-side parameter of no type would be refused.
+        conn.cursor_factory = psycopg.ClientCursor
         self.raw = conn
         self.target = target
 

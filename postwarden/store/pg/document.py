@@ -33,6 +33,7 @@ from postwarden.settings.load import Loaded, SettingsInvalid, dump, load_text
 from postwarden.settings.model import Settings
 from postwarden.settings.store import EditResult, SettingsExist, SettingsNotFound
 from postwarden.state import audit
+from postwarden.state.activity import ListedEntries
 from postwarden.state.db import StateError
 from postwarden.store.base import AuditNote, Change, Edited
 from postwarden.store.pg.connect import Target
@@ -79,7 +80,7 @@ def create(conn: psycopg.Connection, target: Target, settings: Settings, note: A
     text = dump(settings)
     loaded = load_text(text, source_name(target, 1))
     try:
-        _insert(conn, 1, text, loaded.digest, note, "", audit.text_diff("", text))
+        _insert(conn, 1, loaded, text, note, "", audit.text_diff("", text))
     except psycopg.errors.UniqueViolation:
         raise SettingsExist(
             f"{target.shown} holds settings already; they are never overwritten"
@@ -111,7 +112,7 @@ def edit(
             return Edited(EditResult(current, loaded, changed=True))
         diff = audit.text_diff(dump(current.settings), text)
         try:
-            _insert(conn, version + 1, text, loaded.digest, note(), current.digest, diff)
+            _insert(conn, version + 1, loaded, text, note(), current.digest, diff)
         except psycopg.errors.UniqueViolation:
             # Another edit landed first: a moment's random back-off, then again.
             time.sleep(random.uniform(0, 0.01 * (attempt + 1)))  # noqa: S311
@@ -125,13 +126,13 @@ def edit(
 def _insert(
     conn: psycopg.Connection,
     version: int,
+    loaded: Loaded,
     text: str,
-    digest: str,
     note: AuditNote,
     before: str,
     diff: str,
 ) -> None:
-    now = time.time()
+    now, digest = time.time(), loaded.digest
     with conn.transaction():
         conn.execute(
             "INSERT INTO settings_versions (version, text, digest, created)"
@@ -145,4 +146,26 @@ def _insert(
         )
         conn.execute(
             "DELETE FROM settings_versions WHERE version <= %s", (version - KEEP_VERSIONS,)
+        )
+        _note_listed(conn, ListedEntries.of(loaded.settings, now))
+
+
+def _note_listed(conn: psycopg.Connection, listed: ListedEntries) -> None:
+    """Since when each IP list entry is listed (``block prune``); entries gone are forgotten.
+
+    As :func:`postwarden.state.activity.note_listed` on one host, but kept by the edit that
+    lists them: the nodes apply it within seconds.
+    """
+    known = {
+        (str(d), str(n), str(e))
+        for d, n, e in conn.execute("SELECT domain, list, entry FROM listed_entries")
+    }
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            "DELETE FROM listed_entries WHERE domain = %s AND list = %s AND entry = %s",
+            list(known - listed.entries),
+        )
+        cursor.executemany(
+            "INSERT INTO listed_entries VALUES (%s, %s, %s, %s)",
+            [(*entry, listed.when) for entry in listed.entries - known],
         )

@@ -1,21 +1,25 @@
 """Run-time state of a node: buffered on local disk first, shipped to the database after.
 
 Description:
-    A daemon records blocks through its state writer as on a single host; with a shared
-    store the writer puts them in the node's spool, ``STATE_DIR/spool.db`` (SQLite, WAL),
-    each under a sequence number, and never waits for the database. The spool has a random
-    node id, made when it is created: the node's identity in the database.
+    A daemon records blocks and decisions through its state writer as on a single host; with
+    a shared store the writer puts them in the node's spool, ``STATE_DIR/spool.db`` (SQLite,
+    WAL), each under a sequence number, and never waits for the database. The spool has a
+    random node id, made when it is created: the node's identity in the database.
+    (Unknown-recipient notes stay in the node's ``state.db``: only its own milter asks. The
+    IP list entries' listing times are kept by the edits themselves.)
 
     :class:`Shipper` (a thread of each daemon) moves the spool to the database in batches
     of up to :data:`BATCH`: in one transaction it locks the node's row, skips what that row
-    says was shipped already, adds the rest to ``block_history`` (count, first and last
-    time per domain, entry and client) and moves the row's mark; then it removes the
-    shipped rows from the spool. A batch shipped twice (the process died between the commit
+    says was shipped already, adds the rest — blocks to ``block_history`` (count, first and
+    last time per domain, entry and client) and ``block_attempts``, decisions to
+    ``decisions`` — and moves the row's mark; then it removes the shipped rows from the
+    spool. A batch shipped twice (the process died between the commit
     and the removal; two daemons of a node shipping at once) is therefore counted once, and
     nothing is lost while the database is away: the spool grows up to :data:`MAX_ROWS`
-    (then new blocks are dropped, counted and logged) and drains when it returns. The same
+    (then new events are dropped, counted and logged) and drains when it returns. The same
     transaction copies the node's daemon status rows (which version each daemon answers
-    with) and applies the retention limits of the block history once an hour.
+    with) and applies the retention limits of the block history and the decision log once
+    an hour.
 
 Errors:
     A failing database is logged once per outage; the spool keeps everything.
@@ -24,6 +28,8 @@ Errors:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import socket
@@ -33,11 +39,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
-from postwarden.settings.model import BlockHistory
+from postwarden.settings.model import BlockHistory, DecisionLog
 from postwarden.state import daemon_status
+from postwarden.state.activity import DecisionRecord
 from postwarden.state.db import FILENAME, BlockEvent, StateDB, open_sqlite, transaction
 from postwarden.state.writer import Event, StateWriter, UnknownRecipient
 from postwarden.store.base import StoreUnavailable
@@ -52,13 +60,16 @@ SHIP_SECONDS = 0.25
 HEARTBEAT_SECONDS = 30.0
 PRUNE_SECONDS = 3600.0
 NODE_ENV = "POSTWARDEN_NODE"
+LOG_TABLES = ("block_attempts", "decisions")
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS blocks ("
-    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " domain TEXT NOT NULL, entry TEXT NOT NULL, client_ip TEXT NOT NULL, time REAL NOT NULL)",
+    # kind 'block': [domain, entry, client, time, sender, recipient, source];
+    # kind 'decision': the fields of DecisionRecord, in order.
+    "CREATE TABLE IF NOT EXISTS events ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, data TEXT NOT NULL)",
 )
+Row = tuple[int, str, list[Any]]
 
 
 def node_name() -> str:
@@ -90,31 +101,39 @@ class Spool:
     def node_id(self) -> str:
         return str(self.conn.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()[0])
 
-    def add(self, events: Iterable[BlockEvent]) -> int:
-        """Buffer blocks; how many were dropped because the spool is full."""
-        rows = [(e.domain, e.entry, e.client_ip, e.when) for e in events]
+    def add(self, events: Iterable[Event]) -> int:
+        """Buffer blocks and decisions; how many were dropped because the spool is full."""
+        rows = [row for row in map(_spooled, events) if row is not None]
         if not rows:
             return 0
         with transaction(self.conn):
-            room = MAX_ROWS - self.backlog()
-            self.conn.executemany(
-                "INSERT INTO blocks (domain, entry, client_ip, time) VALUES (?, ?, ?, ?)",
-                rows[: max(room, 0)],
-            )
-        return max(len(rows) - max(room, 0), 0)
+            room = max(MAX_ROWS - self.backlog(), 0)
+            self.conn.executemany("INSERT INTO events (kind, data) VALUES (?, ?)", rows[:room])
+        return max(len(rows) - room, 0)
 
-    def pending(self, limit: int = BATCH) -> list[tuple[int, str, str, str, float]]:
-        return self.conn.execute(
-            "SELECT seq, domain, entry, client_ip, time FROM blocks ORDER BY seq LIMIT ?",
-            (limit,),
+    def pending(self, limit: int = BATCH) -> list[Row]:
+        rows = self.conn.execute(
+            "SELECT seq, kind, data FROM events ORDER BY seq LIMIT ?", (limit,)
         ).fetchall()
+        return [(int(seq), str(kind), json.loads(data)) for seq, kind, data in rows]
 
     def forget(self, upto: int) -> None:
         with transaction(self.conn):
-            self.conn.execute("DELETE FROM blocks WHERE seq <= ?", (upto,))
+            self.conn.execute("DELETE FROM events WHERE seq <= ?", (upto,))
 
     def backlog(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM blocks").fetchone()[0])
+        return int(self.conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+def _spooled(event: Event) -> tuple[str, str] | None:
+    """(kind, data) of an event the database takes; None for what stays on the node."""
+    if isinstance(event, BlockEvent):
+        e = event
+        fields = [e.domain, e.entry, e.client_ip, e.when, e.sender, e.recipient, e.source]
+        return "block", json.dumps(fields)
+    if isinstance(event, DecisionRecord):
+        return "decision", json.dumps(list(dataclasses.astuple(event)))
+    return None
 
 
 def local_node_id(state_dir: Path) -> str | None:
@@ -130,9 +149,10 @@ def local_node_id(state_dir: Path) -> str | None:
 
 
 class SpoolingWriter(StateWriter):
-    """The state writer of a node: blocks to the spool, unknown recipients to ``state.db``.
+    """The state writer of a node: blocks and decisions to the spool, the rest stays.
 
-    Unknown recipients stay on the node: only its own milter asks about them.
+    Unknown recipients go to the node's ``state.db`` (only its own milter asks about them);
+    listed entries are not written at all (every edit keeps them in the database).
     """
 
     _spool: Spool | None = None
@@ -140,20 +160,31 @@ class SpoolingWriter(StateWriter):
     def _write(self, db: StateDB, events: list[Event]) -> None:
         if self._spool is None:
             self._spool = Spool.open(self.state_dir, handed_over=True)
-        dropped = self._spool.add(e for e in events if isinstance(e, BlockEvent))
+        dropped = self._spool.add(events)
         if dropped:
             self.dropped += dropped
-            self._log_error(RuntimeError(f"the spool is full ({MAX_ROWS} blocks waiting)"))
+            self._log_error(RuntimeError(f"the spool is full ({MAX_ROWS} events waiting)"))
         db.record_unknown((e.address, e.when) for e in events if isinstance(e, UnknownRecipient))
+
+    def _prune(self, db: StateDB) -> None:
+        """The node's own state: unknown-recipient notes (the database prunes the rest)."""
+        db.prune(retention_days=1, max_entries=0, max_attempts=0)
 
 
 class Shipper:
     """Ship the node's spool and daemon status to the database (see the module description)."""
 
-    def __init__(self, target: Target, state_dir: Path, limits: Callable[[], BlockHistory]) -> None:
+    def __init__(
+        self,
+        target: Target,
+        state_dir: Path,
+        limits: Callable[[], BlockHistory],
+        decision_log: Callable[[], DecisionLog],
+    ) -> None:
         self.target = target
         self.state_dir = state_dir
         self.limits = limits
+        self.decision_log = decision_log
         self.name = node_name()
         self.shipped = 0
         self._wake = threading.Event()
@@ -238,7 +269,8 @@ class Shipper:
             ).fetchone()
             shipped = int(mark[0]) if mark else 0
             fresh = [row for row in rows if row[0] > shipped]
-            _add_blocks(conn, fresh)
+            _add_blocks(conn, [data for _seq, kind, data in fresh if kind == "block"])
+            _add_decisions(conn, [data for _seq, kind, data in fresh if kind == "decision"])
             if rows:
                 conn.execute(
                     "UPDATE nodes SET shipped_seq = greatest(shipped_seq, %s) WHERE node_id = %s",
@@ -247,7 +279,7 @@ class Shipper:
             for status in statuses:
                 _put_status(conn, node, status, now)
             if time.monotonic() >= self._next_prune:
-                _prune(conn, self.limits(), now)
+                _prune(conn, self.limits(), self.decision_log(), now)
                 self._next_prune = time.monotonic() + PRUNE_SECONDS
         if rows:
             spool.forget(rows[-1][0])
@@ -257,14 +289,21 @@ class Shipper:
         return len(rows)
 
 
-def _add_blocks(conn: psycopg.Connection, rows: list[tuple[int, str, str, str, float]]) -> None:
+def _add_blocks(conn: psycopg.Connection, blocks: list[list[Any]]) -> None:
+    """The totals per (domain, entry, client) and every single attempt."""
     totals: dict[tuple[str, str, str], list[float]] = {}
-    for _seq, domain, entry, client, when in rows:
+    for domain, entry, client, when, *_ in blocks:
         seen = totals.setdefault((domain, entry, client), [when, when, 0])
         seen[0], seen[1], seen[2] = min(seen[0], when), max(seen[1], when), seen[2] + 1
     if not totals:
         return
     with conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO block_attempts"
+            " (time, domain, entry, client_ip, sender, recipient, source)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [(when, d, e, c, sender, rcpt, src) for d, e, c, when, sender, rcpt, src in blocks],
+        )
         cursor.executemany(
             "INSERT INTO block_history VALUES (%s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (domain, entry, client_ip) DO UPDATE SET"
@@ -272,6 +311,18 @@ def _add_blocks(conn: psycopg.Connection, rows: list[tuple[int, str, str, str, f
             " last_seen = greatest(block_history.last_seen, excluded.last_seen),"
             " count = block_history.count + excluded.count",
             [(*key, first, last, int(count)) for key, (first, last, count) in totals.items()],
+        )
+
+
+def _add_decisions(conn: psycopg.Connection, decisions: list[list[Any]]) -> None:
+    if not decisions:
+        return
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO decisions (time, client_ip, sender, recipient, tls, sasl_user,"
+            " action, rule, domain, entry, digest)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [(t, ip, s, r, int(tls), *rest) for t, ip, s, r, tls, *rest in decisions],
         )
 
 
@@ -296,16 +347,31 @@ def _put_status(
     )
 
 
-def _prune(conn: psycopg.Connection, limits: BlockHistory, now: float) -> None:
-    """The block history's retention limits: age, then the oldest beyond the row limit."""
-    conn.execute(
-        "DELETE FROM block_history WHERE last_seen < %s", (now - limits.retention_days * 86400,)
-    )
+def _prune(
+    conn: psycopg.Connection, limits: BlockHistory, log_limits: DecisionLog, now: float
+) -> None:
+    """The retention limits of the block history and the decision log: age, then rows."""
+    cutoff = now - limits.retention_days * 86400
+    conn.execute("DELETE FROM block_history WHERE last_seen < %s", (cutoff,))
     conn.execute(
         "DELETE FROM block_history WHERE (domain, entry, client_ip) IN ("
         " SELECT domain, entry, client_ip FROM block_history"
         " ORDER BY last_seen DESC OFFSET %s)",
         (limits.max_entries,),
+    )
+    _prune_log(conn, "block_attempts", cutoff, limits.max_attempts)
+    _prune_log(conn, "decisions", now - log_limits.retention_hours * 3600, log_limits.max_entries)
+
+
+def _prune_log(conn: psycopg.Connection, table: str, cutoff: float, keep: int) -> None:
+    """An append-only log (ids in insertion order): older than *cutoff*, beyond *keep* rows."""
+    if table not in LOG_TABLES:
+        raise ValueError(f"{table!r} is not a log table")
+    # The table name is one of LOG_TABLES, never input: S608 does not apply.
+    conn.execute(f"DELETE FROM {table} WHERE time < %s", (cutoff,))  # noqa: S608
+    conn.execute(
+        f"DELETE FROM {table} WHERE id <= (SELECT max(id) FROM {table}) - %s",  # noqa: S608
+        (keep,),
     )
 
 

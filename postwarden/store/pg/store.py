@@ -34,7 +34,7 @@ from cryptography.fernet import Fernet
 from postwarden.dkim import keys
 from postwarden.errors import PostwardenError
 from postwarden.settings.load import Loaded
-from postwarden.settings.model import BlockHistory, Settings
+from postwarden.settings.model import BlockHistory, DecisionLog, Settings
 from postwarden.settings.source import SnapshotSource
 from postwarden.settings.store import SettingsNotFound
 from postwarden.state import daemon_status
@@ -279,10 +279,14 @@ class PgLink(DaemonLink):
         source.load()
         return source
 
-    def writer(self, limits: Callable[[], BlockHistory]) -> StateWriter:
-        writer = SpoolingWriter(self.store.state_dir, limits)
+    def writer(
+        self,
+        limits: Callable[[], BlockHistory],
+        decision_log: Callable[[], DecisionLog] = DecisionLog,
+    ) -> StateWriter:
+        writer = SpoolingWriter(self.store.state_dir, limits, decision_log=decision_log)
         writer.start()
-        self.shipper = Shipper(self.store.target, self.store.state_dir, limits)
+        self.shipper = Shipper(self.store.target, self.store.state_dir, limits, decision_log)
         return writer
 
     def reporter(self, listening: str, on_reload: Callable[[], None]) -> StatusReporter:

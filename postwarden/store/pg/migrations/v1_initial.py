@@ -1,6 +1,6 @@
 """Version 1: the versioned settings document, the shared state, the nodes, notifications.
 
-The shared-state tables have the columns of the SQLite state database (migrations v1 to v4
+The shared-state tables have the columns of the SQLite state database (migrations v1 to v5
 of :mod:`postwarden.state.migrations`), so the shared queries run on both. Times are Unix
 times in seconds, as there.
 """
@@ -40,6 +40,43 @@ STATEMENTS = (
         PRIMARY KEY (domain, entry, client_ip)
     )""",
     "CREATE INDEX block_history_recent ON block_history (last_seen)",
+    """CREATE TABLE block_attempts (
+        id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        time       double precision NOT NULL,
+        domain     text NOT NULL,
+        entry      text NOT NULL,
+        client_ip  text NOT NULL,
+        sender     text NOT NULL,
+        recipient  text NOT NULL,
+        source     text NOT NULL
+    )""",
+    "CREATE INDEX block_attempts_time ON block_attempts (time)",
+    """CREATE TABLE decisions (
+        id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        time       double precision NOT NULL,
+        client_ip  text NOT NULL,
+        sender     text NOT NULL,
+        recipient  text NOT NULL,
+        tls        integer NOT NULL,
+        sasl_user  text NOT NULL,
+        action     text NOT NULL,
+        rule       text NOT NULL,
+        domain     text NOT NULL,
+        entry      text NOT NULL,
+        digest     text NOT NULL
+    )""",
+    "CREATE INDEX decisions_time ON decisions (time)",
+    # Since when each IP list entry is in the settings: kept by every edit, in its
+    # transaction (the nodes apply it within seconds).
+    """CREATE TABLE listed_entries (
+        domain     text NOT NULL,
+        list       text NOT NULL,
+        entry      text NOT NULL,
+        since      double precision NOT NULL,
+        PRIMARY KEY (domain, list, entry)
+    )""",
+    "CREATE TABLE state_meta (name text PRIMARY KEY, value text NOT NULL)",
+    "INSERT INTO state_meta VALUES ('recording_since', extract(epoch FROM now())::text)",
     """CREATE TABLE dkim_keys (
         domain      text NOT NULL,
         selector    text NOT NULL,
@@ -50,6 +87,9 @@ STATEMENTS = (
         verified    double precision,
         last_check  double precision,
         last_result text,
+        next_check  double precision,
+        failures    integer NOT NULL DEFAULT 0,
+        failing     double precision,
         PRIMARY KEY (domain, selector)
     )""",
     # The private keys: PKCS#8 PEM, or encrypted with the key file (Fernet) when 'sealed'.
