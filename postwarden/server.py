@@ -274,9 +274,19 @@ class Daemon(Generic[V]):
         return supervisor.run(f"answering on {where}")
 
     def poke(self) -> None:
-        """Look for new settings now (this worker's watcher; a shared store's sync calls it)."""
-        if self._watcher is not None:
-            self._watcher.poke()
+        """Look for new settings now, in every worker (a shared store's sync calls this).
+
+        The supervisor passes SIGHUP on to every worker (:mod:`postwarden.prefork`), whose
+        watcher then reloads; without a supervisor (it died) this worker's alone.
+        """
+        parent = os.getppid()
+        try:
+            if parent == 1:
+                raise ProcessLookupError(parent)
+            os.kill(parent, signal.SIGHUP)
+        except (ProcessLookupError, PermissionError):
+            if self._watcher is not None:
+                self._watcher.poke()
 
     def _settings_refused(self, reason: str) -> None:
         if self._on_settings_refused is not None:

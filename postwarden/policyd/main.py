@@ -165,14 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def start_worker(index: int) -> Worker:
         nonlocal writer  # this worker's own (settings_changed records through it in worker 0)
-        writer = link.writer(
+        own = writer = link.writer(
             lambda: published.value.snapshot.settings.block_history,
             lambda: published.value.snapshot.settings.decision_log,
         )
         if index == 0:  # since when each IP list entry is enforced (block prune)
-            writer.record(ListedEntries.of(published.value.snapshot.settings, time.time()))
+            own.record(ListedEntries.of(published.value.snapshot.settings, time.time()))
         kind = CollectingService if index == 0 else RelayingService
-        service = kind(lambda: published.value, writer.record, pipe=pipe)
+        service = kind(lambda: published.value, own.record, pipe=pipe)
 
         def policy(frame: bytes) -> bytes:
             return format_reply(service.answer_policy(parse_request(frame)))
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
 
         def stop() -> None:
-            writer.stop()
+            own.stop()
             link.stop()
 
         if isinstance(service, CollectingService):

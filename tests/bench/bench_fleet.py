@@ -30,8 +30,9 @@ from postwarden.settings.load import dump
 from postwarden.settings.model import BLOCKED_IP, DomainBlock, Settings
 from postwarden.store import AuditNote
 from postwarden.store.pg.store import PgStore
-from tests.bench.bench_policyd import _client, _free_port, _requests, _wait_for_port
+from tests.bench.bench_policyd import _free_port, _measure, _requests
 from tests.bench.bench_settings import ENTRIES, _entries, _probes
+from tests.harness import wait_for_port
 from tests.harness.postgres import PostgresCluster
 
 EDITS = 40
@@ -64,7 +65,7 @@ def _policyd(argv: list[str], tmp: Path, name: str) -> tuple[subprocess.Popen[by
         stderr=subprocess.DEVNULL,
         env={"PATH": "/usr/bin:/bin", "POSTWARDEN_NODE": name},
     )
-    _wait_for_port(port)
+    wait_for_port("127.0.0.1", port, timeout=60, proc=daemon)
     return daemon, port
 
 
@@ -112,15 +113,9 @@ def _propagation(store: PgStore, ports: list[int]) -> list[float]:
 
 
 def _throughput(port: int, requests: list[bytes]) -> float:
-    latencies: list[float] = []
-
-    async def load() -> None:
-        deadline = time.perf_counter() + LOAD_SECONDS
-        await asyncio.gather(*(_client(port, requests, deadline, latencies) for _ in range(8)))
-
-    start = time.perf_counter()
-    asyncio.run(load())
-    return len(latencies) / (time.perf_counter() - start)
+    """Requests/s from 8 connections (bench_policyd's load generator)."""
+    count, elapsed, _p50, _p99 = _measure(port, requests, 8, None)
+    return count / elapsed
 
 
 def main() -> None:

@@ -14,6 +14,8 @@ Description:
 from __future__ import annotations
 
 import contextlib
+import json
+import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +45,36 @@ class Node:
                 return {row[0] for row in db.execute("SELECT digest FROM daemon_status")}
             except sqlite3.Error:
                 return set()
+
+    def refuses(self, client_ip: str, connections: int = 4) -> bool:
+        """Whether policyd refuses *client_ip* on every one of a few connections at once.
+
+        Connections opened together are spread over the daemon's workers, so this tells
+        that every worker applies a change, not only the one that reports its version.
+        """
+        request = (
+            "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n"
+            f"client_address={client_ip}\nclient_name=unknown\nhelo_name=h.test\n"
+            "sender=someone@sender.example\nrecipient=bob@hosted.test\n\n"
+        ).encode()
+        address = ("127.0.0.1", self.policyd.policy_port)
+        with contextlib.ExitStack() as stack:
+            conns = [
+                stack.enter_context(socket.create_connection(address, timeout=5))
+                for _ in range(connections)
+            ]
+            answers = []
+            for conn in conns:
+                conn.sendall(request)
+                answers.append(conn.recv(4096))
+        return all(answer.startswith(b"action=5") for answer in answers)
+
+    def spooled_blocks(self, client_ip: str) -> int:
+        """Blocks of *client_ip* waiting in the node's spool."""
+        path = self.inst.state_dir / "spool.db"
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT data FROM events WHERE kind = 'block'").fetchall()
+        return sum(1 for (data,) in rows if json.loads(data)[2] == client_ip)
 
     def spool_backlog(self, kind: str = "%") -> int:
         """Events waiting in the node's spool (of *kind*: 'block' or 'decision')."""

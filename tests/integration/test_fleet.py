@@ -38,16 +38,41 @@ pytestmark = pytest.mark.postfix
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "postfix-conf" / "settings.example.yaml"
 BLOCKED = "203.0.113.0/24"
+PROBE = "203.0.113.99"  # asked of every worker directly: is the block in force?
 
 
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 20.0) -> object:
+def wait_until(
+    condition: Callable[[], object],
+    what: str,
+    timeout: float = 20.0,
+    details: Callable[[], str] = str,
+) -> object:
     """Poll *condition* until it holds (tests wait for the thing itself, never a time)."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached after {timeout}s (last: {value!r})")
+            raise TimeoutError(f"{what}: not reached after {timeout}s (last: {value!r}){details()}")
         time.sleep(0.05)
     return value
+
+
+def _counts(fleet: Fleet, clients: list[str]) -> dict[str, int]:
+    """Blocks by *BLOCKED* per client, as the database has them."""
+    rows = fleet.sql(
+        "SELECT client_ip, count FROM block_history WHERE entry = %s AND client_ip = ANY(%s)",
+        BLOCKED,
+        clients,
+    )
+    return {str(client): int(count) for client, count in rows}  # type: ignore[call-overload]
+
+
+def _diagnosis(fleet: Fleet) -> str:
+    """What the nodes' spools hold and their daemons logged, for a failed wait."""
+    lines = [f"\nblock_history: {fleet.sql('SELECT * FROM block_history')}"]
+    for node in fleet.nodes:
+        lines.append(f"{node.name}: spool {node.spool_backlog()} events")
+        lines += [f"  {x}" for x in node.policyd.log_text().splitlines() if "NOQUEUE" not in x]
+    return "\n".join(lines)
 
 
 def inbound(postfix: PostfixInstance, client_ip: str, rcpt: str = "bob@hosted.test") -> int:
@@ -76,22 +101,27 @@ def test_an_edit_on_one_node_is_enforced_by_every_node_and_blocks_meet_in_one_li
     node1.inst.cli("block", "add", BLOCKED, "--note", "fleet test")
     digest = fleet.digest()
     wait_until(lambda: fleet.all_apply(digest), "every node applies the new settings")
+    for node in fleet.nodes:
+        wait_until(lambda n=node: n.refuses(PROBE), f"every worker of {node.name}")
     for index, node in enumerate(fleet.nodes, start=1):
         for _ in range(index):  # node N refuses N messages from its own client
             assert inbound(node.postfix, f"203.0.113.{10 + index}") == 554
+    clients = {f"203.0.113.{10 + i}": i for i in (1, 2, 3)}  # what each node refused
     wait_until(
         lambda: (
             sum(n.spool_backlog() for n in fleet.nodes) == 0
-            and fleet.sql("SELECT count(*) FROM block_history")[0][0] == 3
+            and _counts(fleet, list(clients)) == clients
         ),
         "every node's blocks in the database",
+        details=lambda: _diagnosis(fleet),
     )
+    probed = _counts(fleet, [PROBE]).get(PROBE, 0)  # the workers' checks above
     listing = node1.inst.cli_json("block", "list", "--sort", "recent")
     rows = {row["entry"]: row for row in listing["entries"]}
-    assert rows[BLOCKED]["blocks"] == 1 + 2 + 3
-    assert rows[BLOCKED]["clients"] == 3
+    assert rows[BLOCKED]["blocks"] == 1 + 2 + 3 + probed
+    assert rows[BLOCKED]["clients"] == 3 + (probed > 0)
     attempts = node1.inst.cli_json("block", "history", "--since", "1h")["attempts"]
-    assert sorted(a["client"] for a in attempts) == [
+    assert sorted(a["client"] for a in attempts if a["client"] != PROBE) == [
         "203.0.113.11",
         *["203.0.113.12"] * 2,
         *["203.0.113.13"] * 3,
@@ -99,17 +129,18 @@ def test_an_edit_on_one_node_is_enforced_by_every_node_and_blocks_meet_in_one_li
     assert {(a["recipient"], a["entry"], a["refused_by"]) for a in attempts} == {
         ("bob@hosted.test", BLOCKED, "policyd")
     }
-    # Every node's decisions replay on node 2: without the block, those six are let in.
+    # Every node's decisions replay on node 2: without the block, the refused are let in.
+    refused = 6 + probed
     wait_until(
-        lambda: fleet.sql("SELECT count(*) FROM decisions")[0][0] >= 3 + 6,
+        lambda: fleet.sql("SELECT count(*) FROM decisions")[0][0] >= 3 + refused,
         "every node's decisions in the database",
     )
     proposed = node2.inst.base / "proposed.yaml"
     node2.inst.cli("store", "export", str(proposed))
     proposed.write_text(proposed.read_text().replace(f"- ip: {BLOCKED}", "- ip: 192.0.2.250"))
     replayed = node2.inst.cli_json("what-if", str(proposed), "--since", "1h")
-    assert replayed["replayed"] >= 3 + 6, replayed
-    assert replayed["newly_allowed"]["count"] == 6, replayed
+    assert replayed["replayed"] >= 3 + refused, replayed
+    assert replayed["newly_allowed"]["count"] == refused, replayed
     # The entry was listed a moment ago: prune keeps it, saying why.
     pruned = node3.inst.cli_json("block", "prune", "--unused-for", "1", "--dry-run")
     assert pruned["would_delete"] == [] and pruned["kept"][0]["entry"] == BLOCKED, pruned
@@ -140,6 +171,7 @@ def test_the_web_console_on_one_node_edits_the_whole_fleet(fleet: Fleet) -> None
             assert done.status_code == 200 and "1 added" in done.text
             digest = fleet.digest()
             wait_until(lambda: fleet.all_apply(digest), "every node applies the console's edit")
+            wait_until(lambda: node3.refuses("198.51.100.66"), "every worker of node3")
             status = client.get("/status")
             for node in fleet.nodes:
                 assert node.name in status.text
@@ -214,6 +246,8 @@ def test_with_the_database_down_mail_flows_edits_are_refused_and_nothing_is_lost
     node1.inst.cli("block", "add", BLOCKED)
     digest = fleet.digest()
     wait_until(lambda: fleet.all_apply(digest), "every node applies the block")
+    for node in fleet.nodes:
+        wait_until(lambda n=node: n.refuses(PROBE), f"every worker of {node.name}")
     pg_cluster.stop()
     sent = {node.name: 0 for node in fleet.nodes}
 
@@ -236,20 +270,15 @@ def test_with_the_database_down_mail_flows_edits_are_refused_and_nothing_is_lost
     refuse_some()
     for node in fleet.nodes:
         node.postfix.wait_for_mailbox("alice@hosted.test", 2)
-        assert node.spool_backlog("block") == sent[node.name]
+        assert node.spooled_blocks(f"203.0.113.{20 + int(node.name[-1])}") == sent[node.name]
     pg_cluster.start()
     wait_until(
         lambda: sum(n.spool_backlog() for n in fleet.nodes) == 0,
         "every node's spool shipped",
         timeout=30,
     )
-    counts = dict(
-        fleet.sql(
-            "SELECT client_ip, count FROM block_history WHERE entry = %s ORDER BY client_ip",
-            BLOCKED,
-        )
-    )
-    assert counts == {f"203.0.113.{20 + i}": sent[f"node{i}"] for i in (1, 2, 3)}
+    expected = {f"203.0.113.{20 + i}": sent[f"node{i}"] for i in (1, 2, 3)}
+    assert _counts(fleet, list(expected)) == expected
     node2.inst.cli("block", "add", "192.0.2.99")  # edits work again
     digest = fleet.digest()
     wait_until(lambda: fleet.all_apply(digest), "every node applies the edit made after")
