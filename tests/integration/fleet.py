@@ -14,7 +14,6 @@ Description:
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -73,8 +72,8 @@ class Node:
         """Blocks of *client_ip* waiting in the node's spool."""
         path = self.inst.state_dir / "spool.db"
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            rows = db.execute("SELECT data FROM events WHERE kind = 'block'").fetchall()
-        return sum(1 for (data,) in rows if json.loads(data)[2] == client_ip)
+            rows = db.execute("SELECT line FROM events WHERE kind = 'block'").fetchall()
+        return sum(1 for (line,) in rows if line.split("\t")[3] == client_ip)
 
     def spool_backlog(self, kind: str = "%") -> int:
         """Events waiting in the node's spool (of *kind*: 'block' or 'decision')."""
