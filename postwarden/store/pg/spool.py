@@ -18,8 +18,9 @@ Description:
     totals), so per event the daemon only formats a line and joins it to the others, which
     keeps shipping cheap for the daemon and the database alike. A batch shipped twice (the
     process died between the commit and the removal; two daemons of a node shipping at
-    once) is therefore counted once, and nothing is lost while the database is away: the spool grows up to :data:`MAX_ROWS`
-    (then new events are dropped, counted and logged) and drains when it returns. The same
+    once) is therefore counted once, and nothing is lost while the database is away: the
+    spool grows up to :data:`MAX_ROWS` (then new events are dropped, counted and logged)
+    and drains when it returns. The same
     transaction copies the node's daemon status rows (which version each daemon answers
     with) and applies the retention limits of the block history and the decision log once
     an hour.
