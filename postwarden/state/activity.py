@@ -63,6 +63,22 @@ class DecisionRecord:
     entry: str
     digest: str  # the settings version in force (a prefix of its SHA-256)
 
+    def row(self) -> tuple[float, str, str, str, int, str, str, str, str, str, str]:
+        """The columns of ``decisions`` (after ``id``), in order."""
+        return (
+            self.time,
+            self.client_ip,
+            self.sender,
+            self.recipient,
+            int(self.tls),
+            self.sasl_user,
+            self.action,
+            self.rule,
+            self.domain,
+            self.entry,
+            self.digest,
+        )
+
 
 @dataclass(frozen=True)
 class ListedEntries:
@@ -104,22 +120,7 @@ def attempts(
 
 
 def record_decisions(db: StateDB, records: Iterable[DecisionRecord]) -> None:
-    rows = [
-        (
-            r.time,
-            r.client_ip,
-            r.sender,
-            r.recipient,
-            int(r.tls),
-            r.sasl_user,
-            r.action,
-            r.rule,
-            r.domain,
-            r.entry,
-            r.digest,
-        )
-        for r in records
-    ]
+    rows = [r.row() for r in records]
     if rows:
         with transaction(db.conn):
             db.conn.executemany(

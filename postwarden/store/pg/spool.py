@@ -138,20 +138,7 @@ def _spooled(event: Event) -> tuple[str, str] | None:
             e.when, e.domain, e.entry, e.client_ip, e.sender, e.recipient, e.source
         )
     if isinstance(event, DecisionRecord):
-        r = event
-        return "decision", _line(
-            r.time,
-            r.client_ip,
-            r.sender,
-            r.recipient,
-            int(r.tls),
-            r.sasl_user,
-            r.action,
-            r.rule,
-            r.domain,
-            r.entry,
-            r.digest,
-        )
+        return "decision", _line(*event.row())
     return None
 
 
