@@ -54,11 +54,6 @@ def latest(conn: psycopg.Connection) -> tuple[int, str] | None:
     return (int(row[0]), str(row[1])) if row else None
 
 
-def newest_version(conn: psycopg.Connection) -> int:
-    row = conn.execute("SELECT max(version) FROM settings_versions").fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
-
-
 def source_name(target: Target, version: int) -> str:
     return f"{target.shown} (version {version})"
 

@@ -103,11 +103,6 @@ class PgStore(Store):
             raise SettingsNotFound(f"{self.target.shown} holds no settings yet")
         return found[1].encode(), document.source_name(self.target, found[0])
 
-    def version(self) -> tuple[int, str] | None:
-        """The newest version's number and text (``store export``, tests)."""
-        with self.connection() as conn:
-            return document.latest(conn)
-
     def create(self, settings: Settings, note: AuditNote) -> tuple[Loaded, str | None]:
         with self.connection() as conn:
             return document.create(conn, self.target, settings, note), None
