@@ -95,8 +95,13 @@ def _useradd(name: str) -> None:
 
 
 def service_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The clean environment of a service process, plus `extra`."""
+    """The clean environment of a service process, plus `extra`.
+
+    MAIL_CONFIG is passed on: the tests' stand-in for the machine's Postfix configuration.
+    """
     env = {"PATH": CLEAN_PATH, "LANG": "C.UTF-8", "HOME": "/nonexistent"}
+    if "MAIL_CONFIG" in os.environ:
+        env["MAIL_CONFIG"] = os.environ["MAIL_CONFIG"]
     env.update(extra or {})
     return env
 
