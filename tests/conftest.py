@@ -17,7 +17,7 @@ _machine_config: Path | None = None
 
 def pytest_configure(config: pytest.Config) -> None:
     """Point MAIL_CONFIG at a private configuration before any test (or child) runs."""
-    global _machine_config  # noqa: PLW0603  # one per session, removed in unconfigure
+    global _machine_config  # one per session, removed in unconfigure
     base = Path(tempfile.mkdtemp(prefix="pw-machine-postfix-", dir="/tmp"))
     base.chmod(0o755)
     _machine_config = machine_postfix.write_config(base)

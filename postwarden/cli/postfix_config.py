@@ -10,6 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
+from postwarden import listeners
 from postwarden.cli import _settings
 from postwarden.cli._command import Command
 from postwarden.cli._env import BadInput, Environment, ExitStatus
@@ -39,13 +40,13 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     )
     parser.add_argument(
         "--policy",
-        default="inet:127.0.0.1:10040",
+        default=listeners.POLICY,
         metavar="ADDR",
         help="postwarden-policyd's policy listener (default %(default)s)",
     )
     parser.add_argument(
         "--socketmap",
-        default="inet:127.0.0.1:10041",
+        default=listeners.SOCKETMAP,
         metavar="ADDR",
         help="postwarden-policyd's socketmap listener (default %(default)s)",
     )
@@ -57,7 +58,7 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     )
     parser.add_argument(
         "--milter",
-        default="inet:127.0.0.1:10042",
+        default=listeners.MILTER,
         metavar="ADDR",
         help="postwarden-milter's listener (default %(default)s)",
     )

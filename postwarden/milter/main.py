@@ -3,8 +3,8 @@
 Usage:
     postwarden-milter [--store URL] [--settings F] [--state-dir D] [--socket ADDR]
 
-ADDR is ``inet:HOST:PORT`` or ``unix:PATH`` (Postfix's spelling; default
-``inet:127.0.0.1:10042``). Settings and DKIM keys are re-read when they change (checked
+ADDR is ``inet:HOST:PORT`` or ``unix:PATH`` (Postfix's spelling; the default is in
+:mod:`postwarden.listeners`). Settings and DKIM keys are re-read when they change (checked
 every second) and on SIGUSR1. A thread of its own watches the DKIM keys in DNS
 (:mod:`postwarden.milter.key_watch`). libmilter, which runs the connections, reserves SIGHUP and
 SIGTERM to stop: ``systemctl reload`` sends SIGUSR1.
@@ -25,8 +25,8 @@ from functools import partial
 
 import Milter
 
+from postwarden import listeners, metrics
 from postwarden import log as logsetup
-from postwarden import metrics
 from postwarden.errors import PostwardenError
 from postwarden.metrics import start_metrics
 from postwarden.milter.app import PostwardenMilter
@@ -56,11 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         PROGRAM,
         "DKIM signing, regex spam tagging, header rewrites, gateway original-IP checks and"
         " routing for Postfix, from the postwarden settings.",
-        metrics="inet:127.0.0.1:10044",
+        metrics=listeners.MILTER_METRICS,
     )
     parser.add_argument(
         "--socket",
-        default="inet:127.0.0.1:10042",
+        default=listeners.MILTER,
         metavar="ADDR",
         help="listening address (default %(default)s)",
     )

@@ -4,8 +4,8 @@ Usage:
     postwarden-policyd [--store URL] [--settings F] [--state-dir D] [--policy ADDR]
                        [--socketmap ADDR] [--workers N] [--max-connections N]
 
-ADDR is ``inet:HOST:PORT`` or ``unix:PATH``. Defaults: policy ``inet:127.0.0.1:10040``,
-socketmap ``inet:127.0.0.1:10041``. See ``postwarden postfix-config`` for the main.cf lines.
+ADDR is ``inet:HOST:PORT`` or ``unix:PATH``; the defaults are in :mod:`postwarden.listeners`.
+See ``postwarden postfix-config`` for the main.cf lines.
 
 One process per core by default (``--workers``): the parent compiles the settings and binds
 the listeners, the workers answer (see :mod:`postwarden.prefork`). Every worker answers
@@ -28,8 +28,8 @@ import time
 from collections.abc import Sequence
 from functools import partial
 
+from postwarden import listeners, metrics
 from postwarden import log as logsetup
-from postwarden import metrics
 from postwarden.errors import PostwardenError
 from postwarden.metrics import start_metrics
 from postwarden.policyd.admission_relay import AdmissionPipe, CollectingService, RelayingService
@@ -62,17 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
         PROGRAM,
         "Answer Postfix policy delegation (IP lists, gateway-only, incoming TLS) and socketmap"
         " lookups (outgoing TLS policy, routing) from the postwarden settings.",
-        metrics="inet:127.0.0.1:10043",
+        metrics=listeners.POLICYD_METRICS,
     )
     parser.add_argument(
         "--policy",
-        default="inet:127.0.0.1:10040",
+        default=listeners.POLICY,
         metavar="ADDR",
         help="policy delegation listener (default %(default)s)",
     )
     parser.add_argument(
         "--socketmap",
-        default="inet:127.0.0.1:10041",
+        default=listeners.SOCKETMAP,
         metavar="ADDR",
         help="socketmap listener (default %(default)s)",
     )
