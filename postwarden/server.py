@@ -4,7 +4,9 @@ Description:
     A service supplies how to compile its view of a settings snapshot and the asyncio
     protocols to serve; :class:`Daemon` does the rest, the same way for every service:
 
-    - listens on ``inet:HOST:PORT`` (``inet:[::1]:PORT`` for IPv6) or ``unix:PATH``;
+    - listens on ``inet:HOST:PORT`` (``inet:[::1]:PORT`` for IPv6) or ``unix:PATH``: the
+      sockets are opened first (:func:`listen`), then a daemon started as root becomes the
+      service user (:func:`drop_privileges`), and only then reads settings or state;
     - loads the settings once at start (a daemon without valid settings does not start),
       then forks its worker processes (:mod:`postwarden.prefork`), which share the
       listening sockets and the compiled settings;
@@ -20,10 +22,11 @@ Settings read:
     :class:`~postwarden.settings.source.SnapshotSource`.
 
 Security:
-    A ``unix:`` socket is created with mode 0660 (``--socket-mode``): give the Postfix user
-    access through the socket's group, never through a world-writable mode. Listening on a
-    non-loopback ``inet:`` address is logged as a warning: neither Postfix's policy protocol
-    nor socketmap authenticates its client.
+    A ``unix:`` socket gets mode 0660, owned by the service user: give the Postfix user
+    access through the socket's group (a setgid directory of group postfix), never through a
+    world-writable mode. Listening on a non-loopback ``inet:`` address is logged as a
+    warning: neither Postfix's policy protocol nor socketmap authenticates its client.
+    Started as root, a daemon keeps root's privileges only until its sockets are open.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import signal
 import socket
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -52,12 +55,14 @@ from postwarden.settings import paths
 from postwarden.settings.snapshot import Snapshot
 from postwarden.settings.source import SnapshotSource
 from postwarden.store import DaemonLink, Store, open_store, store_url
+from postwarden.util import privileges
 
 log = logging.getLogger(__name__)
 
 V = TypeVar("V")
 
 REFRESH_SECONDS = 1.0
+SOCKET_MODE = 0o660
 BACKLOG = 256
 HEARTBEAT_SECONDS = 1.0
 DEFER_ACCEPT = 0.002  # seconds a busier worker leaves a new connection to the others
@@ -66,6 +71,10 @@ REFUSAL_LOG_EVERY = 10.0
 
 class BadAddress(PostwardenError):
     """Not a listening address (inet:HOST:PORT or unix:PATH)."""
+
+
+class CannotListen(PostwardenError):
+    """A listening socket could not be opened."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +222,6 @@ class Daemon(Generic[V]):
         link: DaemonLink,
         compile_view: Callable[[Snapshot], V],
         *,
-        socket_mode: int = 0o660,
         on_settings_change: Callable[[Snapshot, Snapshot], None] | None = None,
         on_settings_refused: Callable[[str], None] | None = None,
         workers: int = 1,
@@ -225,7 +233,6 @@ class Daemon(Generic[V]):
         self.source = link.source(on_refused=self._settings_refused)
         self._watcher: SettingsWatcher | None = None  # this worker's, once it serves
         self.published = Published(self.source, compile_view, on_settings_change=on_settings_change)
-        self.socket_mode = socket_mode
         self.workers = workers
         self.max_connections = max_connections
 
@@ -236,14 +243,17 @@ class Daemon(Generic[V]):
         *,
         before_fork: Callable[[], None] = lambda: None,
         first_worker_only: frozenset[int] = frozenset(),
+        sockets: list[socket.socket] | None = None,
     ) -> int:
-        """Bind, fork the workers (``start_worker(index)`` in each), serve until SIGTERM.
+        """Fork the workers (``start_worker(index)`` in each) and serve until SIGTERM.
 
-        The listeners numbered in *first_worker_only* are served by worker 0 alone (its
-        ``start_worker`` gives their factories; the others give None).
+        *sockets* are the listeners of *addresses*, opened by :func:`listen` before the
+        caller dropped its privileges (opened here when not given). The listeners numbered in
+        *first_worker_only* are served by worker 0 alone (its ``start_worker`` gives their
+        factories; the others give None).
         """
-        sockets = [self._bind(address) for address in addresses]
-        # Privileges are dropped here, after binding and before forking (issue 10).
+        if sockets is None:
+            sockets = [listen(address, self.name) for address in addresses]
         before_fork()
         board = WorkerBoard(self.workers, len(addresses))
 
@@ -263,7 +273,7 @@ class Daemon(Generic[V]):
             for address, sock in zip(addresses, sockets, strict=True):
                 sock.close()
                 if address.path:
-                    with contextlib.suppress(FileNotFoundError):
+                    with contextlib.suppress(OSError):  # gone, or a directory we may not change
                         os.unlink(address.path)
 
         where = ", ".join(str(a) for a in addresses)
@@ -329,30 +339,6 @@ class Daemon(Generic[V]):
         watcher.stop()
         for acceptor in acceptors:
             acceptor.close()
-
-    def _bind(self, address: ListenAddress) -> socket.socket:
-        if address.path:
-            _remove_stale_socket(address.path)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.bind(address.path)
-            os.chmod(address.path, self.socket_mode)
-        else:
-            if not address.is_loopback():
-                log.warning(
-                    "%s listens on %s, which is not loopback: the protocol has no"
-                    " authentication, restrict access by firewall",
-                    self.name,
-                    address,
-                )
-            info = socket.getaddrinfo(
-                address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )[0]
-            sock = socket.socket(info[0], socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(info[4])
-        sock.listen(BACKLOG)
-        sock.setblocking(False)
-        return sock
 
 
 class _Heartbeat:
@@ -487,6 +473,83 @@ class BalancedAcceptor:
             self._last_refusal_log = now
 
 
+def listen(address: ListenAddress, program: str) -> socket.socket:
+    """Open a listening socket on *address* now, before privileges are dropped.
+
+    A unix socket gets :data:`SOCKET_MODE` between bind and listen (nobody can connect to a
+    socket that does not listen yet, so there is no moment with a wider mode).
+    """
+    try:
+        return _open_listener(address, program)
+    except OSError as exc:
+        raise CannotListen(f"cannot listen on {address}: {exc.strerror or exc}") from None
+
+
+def _open_listener(address: ListenAddress, program: str) -> socket.socket:
+    if address.path:
+        _remove_stale_socket(address.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        where: Any = address.path
+    else:
+        if not address.is_loopback():
+            log.warning(
+                "%s listens on %s, which is not loopback: the protocol has no"
+                " authentication, restrict access by firewall",
+                program,
+                address,
+            )
+        info = socket.getaddrinfo(
+            address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        where = info[4]
+    try:
+        if address.path:
+            sock.bind(where)
+            os.chmod(address.path, SOCKET_MODE)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if sock.family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(where)
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+HELD_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+def hold_signals() -> None:
+    """Keep stop and reload signals pending until the daemon handles them.
+
+    Called first thing, before any thread starts (so none ever takes them): the supervisor
+    of :mod:`postwarden.prefork` then waits for them. A SIGTERM while the daemon starts up is
+    a clean stop right after, not a kill half-way through writing its state.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+
+
+def drop_privileges(user: str, unix_sockets: Iterable[str] = ()) -> None:
+    """Started as root: hand *unix_sockets* to *user* and become it for good; else nothing.
+
+    Called once the listeners are open and before anything reads settings or state, so that
+    every file the daemon creates is the service user's and a settings file the service user
+    cannot read fails at start, as it would under systemd's ``User=``.
+    """
+    if not privileges.running_as_root():
+        return
+    account = privileges.account(user)
+    for path in unix_sockets:
+        privileges.hand_over(path, account)
+    privileges.drop_to(account)
+    os.umask(0o027)
+    log.info("running as %s (uid %d, gid %d)", account.name, account.uid, account.gid)
+
+
 def _remove_stale_socket(path: str) -> None:
     """Remove a socket left by a previous run; refuse to remove anything else."""
     try:
@@ -499,12 +562,13 @@ def _remove_stale_socket(path: str) -> None:
 
 
 def daemon_parser(
-    program: str, description: str, *, metrics: str | None
+    program: str, description: str, *, metrics: str | None, drops_privileges: bool = True
 ) -> argparse.ArgumentParser:
-    """The options every daemon takes: store, settings, state, metrics, logging, version.
+    """The options every daemon takes: store, settings, state, metrics, user, logging, version.
 
     Each daemon adds its listening addresses; ``metrics`` is its default /metrics address
-    (None: it has none, as the web console).
+    (None: it has none, as the web console); *drops_privileges*: it takes ``--user`` (see
+    :func:`drop_privileges`; the web console runs as the service user only).
     """
     parser = argparse.ArgumentParser(prog=program, description=description)
     parser.add_argument(
@@ -533,6 +597,13 @@ def daemon_parser(
             default=metrics,
             metavar="ADDR",
             help="Prometheus /metrics listener, or 'none' (default %(default)s)",
+        )
+    if drops_privileges:
+        parser.add_argument(
+            "--user",
+            default=paths.SERVICE_USER,
+            metavar="NAME",
+            help="started as root: become this user once listening (default %(default)s)",
         )
     parser.add_argument("--syslog", action="store_true", help="log to syslog (mail facility)")
     parser.add_argument(

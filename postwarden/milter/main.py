@@ -13,6 +13,7 @@ SIGTERM to stop: ``systemctl reload`` sends SIGUSR1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import Milter
@@ -40,14 +42,18 @@ from postwarden.server import (
     Published,
     SettingsWatcher,
     daemon_parser,
+    drop_privileges,
     open_daemon_store,
 )
+from postwarden.state.writer import StateWriter
+from postwarden.store import DaemonLink
 from postwarden.util import sdnotify
 from postwarden.util.socketmap_client import SocketmapClient
 
 log = logging.getLogger("postwarden.milter")
 
 PROGRAM = "postwarden-milter"
+_SIGNALS = {signal.SIGUSR1, signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
 IO_TIMEOUT = 600  # seconds libmilter waits for Postfix; Postfix's own timeouts are shorter
 
 
@@ -142,33 +148,37 @@ def _reload_on_usr1(watcher: SettingsWatcher) -> None:
         watcher.poke()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logsetup.setup(PROGRAM, level=args.log_level, syslog=args.syslog)
-    # Block SIGUSR1 before any thread starts, so that every thread inherits the mask and
-    # only the reload thread's sigwait() receives it.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
-    try:
-        address = ListenAddress.parse(args.socket)
-        link = open_daemon_store(args).attach(PROGRAM)
-        keyring = KeyRing(link.keys())  # before the source: a shared store fetches both at once
-        source = link.source(
-            on_refused=lambda reason: metrics.SETTINGS_REFUSED.labels(reason).inc()
-        )
-        known = KnownRecipients(args.state_dir, _policyd_client(args.policyd_socketmap))
-        settings_changed = link.reporter(str(address), _count_reload)
+@dataclass
+class _Running:
+    """What the milter runs besides libmilter: its store link, settings watcher, key watch
+    and block recorder."""
 
-        published: Published[MilterView] = Published(
-            source,
-            partial(compile_view, load_keys=keyring.load, known=known),
-            also_changed=keyring.changed,
-            on_settings_change=settings_changed,
-        )
-        settings_changed(None, source.current)
-    except (PostwardenError, OSError) as exc:
-        log.critical("%s", exc)
-        return 1
-    start_metrics(args.metrics)
+    link: DaemonLink
+    watcher: SettingsWatcher
+    key_watch: KeyWatchThread
+    recorder: StateWriter
+
+    def stop(self) -> None:
+        self.watcher.stop()
+        self.key_watch.stop()
+        self.recorder.stop()
+        self.link.stop()
+
+
+def _start(args: argparse.Namespace, address: ListenAddress) -> _Running:
+    """Load settings and keys, report, start the threads: as the user the milter runs as."""
+    link = open_daemon_store(args).attach(PROGRAM)
+    keyring = KeyRing(link.keys())  # before the source: a shared store fetches both at once
+    source = link.source(on_refused=lambda reason: metrics.SETTINGS_REFUSED.labels(reason).inc())
+    known = KnownRecipients(args.state_dir, _policyd_client(args.policyd_socketmap))
+    settings_changed = link.reporter(str(address), _count_reload)
+    published: Published[MilterView] = Published(
+        source,
+        partial(compile_view, load_keys=keyring.load, known=known),
+        also_changed=keyring.changed,
+        on_settings_change=settings_changed,
+    )
+    settings_changed(None, source.current)
     recorder = link.writer(lambda: published.value.snapshot.settings.block_history)
     watcher = SettingsWatcher(published)
     watcher.start()
@@ -178,32 +188,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     threading.Thread(target=_reload_on_usr1, args=(watcher,), name="reload", daemon=True).start()
     PostwardenMilter.view = staticmethod(lambda: published.value)  # type: ignore[assignment]
     PostwardenMilter.record = staticmethod(recorder.record)  # type: ignore[assignment]
-    Milter.factory = PostwardenMilter
-    if address.path:
-        os.umask(0o007)  # the socket: 0660, for Postfix through the socket's group
-
-    def listening() -> None:
-        # The socket is bound: privileges are dropped here, before serving (issue 10).
-        if not address.path:
-            _no_delay_on_listener(address.port)
-        sdnotify.notify("READY=1", f"STATUS=milter on {address}")
-
     interval = sdnotify.watchdog_interval()
     if interval:
         threading.Thread(
             target=_keep_alive, args=(interval, watcher), name="watchdog", daemon=True
         ).start()
-    log.info("%s started: %s", PROGRAM, address)
+    return _Running(link, watcher, key_watch, recorder)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logsetup.setup(PROGRAM, level=args.log_level, syslog=args.syslog)
+    # Block the signals before any thread starts, so that every thread inherits the mask:
+    # SIGUSR1 is for the reload thread's sigwait(); SIGTERM, SIGHUP and SIGINT for the
+    # sigwait() of libmilter's signal thread, which stops the milter after the connections
+    # in progress. Unblocked in any other thread, SIGTERM would kill the process outright.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        address = ListenAddress.parse(args.socket)
+    except PostwardenError as exc:
+        log.critical("%s", exc)
+        return 1
+    start_metrics(args.metrics)
+    Milter.factory = PostwardenMilter
+    running: list[_Running] = []
+
+    # libmilter binds its socket in smfi_opensocket(), which run_milter() calls after
+    # registering and before smfi_main() starts accepting; *listening* runs in between. That
+    # is the one moment to act as Postfix's daemons do: bind as whoever started us (root may
+    # bind any port, in any directory), then drop to the service user before libmilter's
+    # threads run and before any settings, key or state file is opened. Dropping before
+    # instead would only work where the service user may bind (its own directory, a port
+    # above 1024). setresuid() in glibc applies to every thread (the metrics thread runs).
+    mask = os.umask(0o117)  # the unix socket: exactly 0660 (libmilter does not chmod)
+
+    def listening() -> None:
+        os.umask(mask)
+        if not address.path:
+            _no_delay_on_listener(address.port)
+        drop_privileges(args.user, [address.path] if address.path else [])
+        running.append(_start(args, address))
+        log.info("%s started: %s", PROGRAM, address)
+        sdnotify.notify("READY=1", f"STATUS=milter on {address}")
+
     try:
         run_milter(PROGRAM, libmilter_address(address), IO_TIMEOUT, listening=listening)
     except Milter.milter.error as exc:
         log.critical("cannot run the milter on %s: %s", address, exc)
         return 1
+    except (PostwardenError, OSError) as exc:
+        log.critical("%s", exc)
+        return 1
     finally:
-        watcher.stop()
-        key_watch.stop()
-        recorder.stop()
-        link.stop()
+        for part in running:
+            part.stop()
+        if address.path and running:  # libmilter leaves its socket behind
+            with contextlib.suppress(OSError):
+                os.unlink(address.path)
     log.info("%s stopped", PROGRAM)
     return 0
 

@@ -42,7 +42,16 @@ from postwarden.policyd.server import (
 )
 from postwarden.policyd.service import TEMPFAIL, PolicydView, compile_view
 from postwarden.postfix.postconf import PostfixUnavailable, parameters
-from postwarden.server import Daemon, ListenAddress, Worker, daemon_parser, open_daemon_store
+from postwarden.server import (
+    Daemon,
+    ListenAddress,
+    Worker,
+    daemon_parser,
+    drop_privileges,
+    hold_signals,
+    listen,
+    open_daemon_store,
+)
 from postwarden.settings.snapshot import Snapshot
 from postwarden.state.activity import ListedEntries
 from postwarden.state.writer import StateWriter
@@ -127,12 +136,18 @@ def global_tls_level(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    hold_signals()  # until the supervisor waits for them
     logsetup.setup(PROGRAM, level=args.log_level, syslog=args.syslog)
     writer: StateWriter | None = None
     try:
         policy_address = ListenAddress.parse(args.policy)
         socketmap_address = ListenAddress.parse(args.socketmap)
         level = global_tls_level(args)
+        addresses = [policy_address, socketmap_address]
+        # Listen first (root may bind anything), then become the service user before any
+        # settings or state is read (bind, then drop, as Postfix's daemons do).
+        sockets = [listen(a, PROGRAM) for a in addresses]
+        drop_privileges(args.user, [a.path for a in addresses if a.path])
         link = open_daemon_store(args).attach(PROGRAM)
         report = link.reporter(f"{policy_address} {socketmap_address}", _count_reload)
 
@@ -203,14 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return daemon.run(
-            [policy_address, socketmap_address],
+            addresses,
             start_worker,
             before_fork=before_fork,
             first_worker_only=frozenset({1}),  # socketmap: admissions live in worker 0
+            sockets=sockets,
         )
-    except OSError as exc:
-        log.critical("cannot listen: %s", exc)
-        return 1
     finally:
         if metrics_dir:
             metrics.remove_multiprocess(metrics_dir)

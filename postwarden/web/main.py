@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "postwarden-web",
         "The postwarden web console: per-domain Send/Receive settings pages.",
         metrics=None,
+        drops_privileges=False,
     )
     parser.add_argument(
         "--listen",

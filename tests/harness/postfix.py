@@ -32,6 +32,7 @@ Security:
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
@@ -51,6 +52,7 @@ from typing import Any
 
 from .service_user import CLEAN_PATH, free_port, wait_for_port
 from .tlsca import CertFiles
+from .wait import wait_until
 
 DEFAULT_HOSTED: Mapping[str, Sequence[str]] = {"hosted.test": ("alice", "bob")}
 LISTENERS = ("mx", "submission")
@@ -328,14 +330,12 @@ class PostfixInstance:
         mark = self.log_mark()
         self._postfix_cmd("postfix", "reload")
         self.wait_for_log(_RELOADED, timeout=timeout, since=mark)
-        deadline = time.monotonic() + timeout
-        while busy := [pid for pid in old_children if _alive(pid)]:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"processes {busy} still run the old configuration after "
-                    f"{timeout}s (an open SMTP session across a reload?)"
-                )
-            time.sleep(0.005)
+        wait_until(
+            lambda: not any(_alive(pid) for pid in old_children),
+            "no process with the old configuration (an open SMTP session across a reload?)",
+            timeout,
+            interval=0.005,
+        )
 
     def _reload_if_running(self) -> None:
         if self.running:
@@ -351,9 +351,8 @@ class PostfixInstance:
         master = self._master_pid()
         if master is not None and _alive(master):
             os.kill(master, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: not any(_alive(pid) for pid in pids), "Postfix stopped", timeout)
         self._kill_leftovers()
 
     def close(self) -> None:
@@ -457,11 +456,7 @@ class PostfixInstance:
         self._postfix_cmd("postqueue", "-f")
 
     def wait_until_queue_empty(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while entries := self.queue():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"queue not empty after {timeout}s: {entries}")
-            time.sleep(0.1)
+        wait_until(lambda: not self.queue(), "the queue empty", timeout, interval=0.1)
 
     # -- mailboxes ---------------------------------------------------------------------------
 
@@ -482,15 +477,14 @@ class PostfixInstance:
         self, address: str, count: int = 1, timeout: float = 10.0
     ) -> list[DeliveredMessage]:
         """Wait until the Maildir of `address` holds at least `count` messages."""
-        deadline = time.monotonic() + timeout
-        while len(found := self.mailbox(address)) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{address}: {len(found)} of {count} messages after "
-                    f"{timeout}s\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
-        return found
+        try:
+            return wait_until(
+                lambda: (found,) if len(found := self.mailbox(address)) >= count else None,
+                f"{count} messages for {address}",
+                timeout,
+            )[0]
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.log_tail()}") from None
 
     # -- log ---------------------------------------------------------------------------------
 
@@ -523,14 +517,14 @@ class PostfixInstance:
     ) -> re.Match[str]:
         """Wait until a log line after `since` matches `pattern` (re.MULTILINE); return it."""
         regex = re.compile(pattern, re.MULTILINE) if isinstance(pattern, str) else pattern
-        deadline = time.monotonic() + timeout
-        while (match := regex.search(self.log_since(since))) is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"no log line matching {regex.pattern!r} after {timeout}s\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
-        return match
+        try:
+            return wait_until(
+                lambda: regex.search(self.log_since(since)),
+                f"a log line matching {regex.pattern!r}",
+                timeout,
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.log_tail()}") from None
 
 
 def _write_settled(path: Path, text: str) -> None:

@@ -29,11 +29,13 @@ import random
 import signal
 import socket
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .wait import ProcessExitedError, wait_until
+
+__all__ = ["ProcessExitedError"]  # raised by the waits below
 
 SERVICE_USER = "postwarden"
 CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -46,10 +48,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 class ServiceUserError(RuntimeError):
     """The service user could not be created."""
-
-
-class ProcessExitedError(RuntimeError):
-    """The process exited before it opened its socket."""
 
 
 @dataclass(frozen=True)
@@ -180,14 +178,14 @@ def wait_for_port(
 ) -> None:
     """Wait until a TCP socket listens on host:port (or on the wildcard address and port)."""
     wanted = ipaddress.ip_address(host)
-    _wait(
+    wait_until(
         lambda: any(
             addr in (wanted, _wildcard(wanted)) and lport == port
             for addr, lport in _tcp_listeners()
         ),
         f"TCP listener on {host}:{port}",
         timeout,
-        proc,
+        proc=proc,
     )
 
 
@@ -198,23 +196,9 @@ def wait_for_unix_socket(
 ) -> None:
     """Wait until a stream socket listens on the UNIX-domain `path`."""
     wanted = str(path)
-    _wait(lambda: wanted in _unix_listeners(), f"UNIX listener on {wanted}", timeout, proc)
-
-
-def _wait(
-    ready: Callable[[], bool],
-    what: str,
-    timeout: float,
-    proc: subprocess.Popen[Any] | None,
-) -> None:
-    """Poll `ready()` until true; fail early if `proc` exits, or after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if proc is not None and proc.poll() is not None:
-            raise ProcessExitedError(f"{what}: process {proc.pid} exited with {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not ready after {timeout}s")
-        time.sleep(0.02)
+    wait_until(
+        lambda: wanted in _unix_listeners(), f"UNIX listener on {wanted}", timeout, proc=proc
+    )
 
 
 def _wildcard(addr: IPAddress) -> IPAddress:

@@ -32,7 +32,6 @@ import pwd
 import ssl
 import subprocess
 import threading
-import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from .service_user import free_port, stop_process, wait_for_port
 from .tlsca import CertFiles
+from .wait import wait_until
 
 _SINK_RECORDS = ("X-Client-Addr", "X-Client-Proto", "X-Helo-Args", "X-Mail-Args", "X-Rcpt-Args")
 
@@ -125,13 +125,13 @@ def _first(records: list[tuple[str, str]], name: str) -> str:
 
 
 def _wait_for_count(get: Any, count: int, timeout: float, what: str) -> list[SinkMessage]:
-    """Poll `get()` until it returns at least `count` messages."""
-    deadline = time.monotonic() + timeout
-    while len(got := get()) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: {len(got)} of {count} messages after {timeout}s")
-        time.sleep(0.05)
-    return got
+    """Wait until `get()` returns at least `count` messages; return them."""
+
+    def enough() -> tuple[list[SinkMessage]] | None:
+        got = get()
+        return (got,) if len(got) >= count else None
+
+    return wait_until(enough, f"{what}: {count} messages", timeout)[0]
 
 
 class SmtpSink:

@@ -10,23 +10,31 @@ Description:
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from postwarden.settings import daemon_status
+from postwarden.settings.state import FILENAME, StateDB
+from postwarden.util.privileges import as_owner_of
 from tests.harness import (
     PostfixInstance,
     ServiceUser,
     free_port,
+    service_env,
     spawn_as_service_user,
     stop_process,
     wait_for_port,
     wait_for_unix_socket,
 )
+from tests.harness.wait import wait_until
 
 PYTHON = sys.executable
 
@@ -68,10 +76,10 @@ class Installation:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``postwarden ARGV`` as root, as an administrator would.
 
-        ``MAIL_CONFIG`` names the Postfix instance this installation serves, once wired.
+        ``MAIL_CONFIG`` names the Postfix instance this installation serves, once wired;
+        before, the session's stand-in for the machine's Postfix (tests/conftest.py).
         """
         env = dict(os.environ)
-        env.pop("MAIL_CONFIG", None)
         if self.postfix_config_dir is not None:
             env["MAIL_CONFIG"] = str(self.postfix_config_dir)
         done = subprocess.run(
@@ -96,6 +104,22 @@ class Installation:
     def cli_json(self, *argv: str) -> Any:
         return json.loads(self.cli(*argv, "--json").stdout)
 
+    def digest(self) -> str:
+        """The settings version as the daemons report it: the SHA-256 of the file's bytes."""
+        return hashlib.sha256(self.settings.read_bytes()).hexdigest()
+
+    def reported(self) -> dict[str, daemon_status.DaemonStatus]:
+        """What each daemon last reported (read as the state's owner, as the CLI does)."""
+        if not (self.state_dir / FILENAME).exists():
+            return {}
+        with as_owner_of(self.state_dir), StateDB.open(self.state_dir) as db:
+            return {row.name: row for row in daemon_status.read_all(db)}
+
+    def in_force(self, *daemons: ServiceDaemon, timeout: float = 10.0) -> None:
+        """Wait until every one of *daemons* reports the settings file as it is now."""
+        for daemon in daemons:
+            daemon.wait_for_settings(self.digest(), timeout)
+
     def write(self, text: str) -> None:
         """Replace the settings file the way config management does (atomic rename)."""
         tmp = self.settings.with_name(".settings.tmp")
@@ -107,10 +131,15 @@ class Installation:
 
 
 class ServiceDaemon:
-    """A postwarden daemon running as the service user, the way its systemd unit runs it."""
+    """A postwarden daemon running as the service user, the way its systemd unit runs it.
+
+    It is ready when it listens and has reported (in the state database) the settings
+    version it answers with.
+    """
 
     module = ""
     log_name = ""
+    program = ""
 
     def __init__(self, installation: Installation) -> None:
         self.installation = installation
@@ -122,11 +151,34 @@ class ServiceDaemon:
         """The daemon's own options (its listeners)."""
         raise NotImplementedError
 
-    def wait_until_ready(self) -> None:
+    def wait_until_listening(self) -> None:
         raise NotImplementedError
 
-    def start(self, env: dict[str, str] | None = None) -> None:
-        """Start as the service user; *env* adds to its (clean) environment."""
+    def wait_until_ready(self) -> None:
+        self.wait_until_listening()
+        self.wait_for_settings(self.installation.digest())
+
+    def wait_for_settings(self, digest: str, timeout: float = 15.0) -> None:
+        """Wait until this process reports that it answers with settings version *digest*."""
+
+        def reported() -> bool:
+            row = self.installation.reported().get(self.program)
+            return (
+                row is not None
+                and self.process is not None
+                and row.pid == self.process.pid
+                and row.digest == digest
+            )
+
+        what = f"{self.program} on settings {digest[:12]}"
+        wait_until(reported, what, timeout, proc=self.process)
+
+    def start(self, env: dict[str, str] | None = None, *, as_root: bool = False) -> None:
+        """Start as the service user; *env* adds to its (clean) environment.
+
+        *as_root*: start as root, as an init system without ``User=`` would; the daemon is
+        to drop to the service user itself (``--user``).
+        """
         inst = self.installation
         argv = [
             PYTHON,
@@ -140,15 +192,29 @@ class ServiceDaemon:
         if inst.node:
             env = {"POSTWARDEN_NODE": inst.node, **(env or {})}
         with open(self.log_path, "ab") as log:
-            self.process = spawn_as_service_user(
-                argv, user=inst.user, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+            if as_root:
+                argv += ["--user", inst.user.name]
+                self.process = subprocess.Popen(
+                    argv,
+                    env=service_env(env),
+                    cwd="/",
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            else:
+                self.process = spawn_as_service_user(
+                    argv, user=inst.user, env=env, stdout=log, stderr=subprocess.STDOUT
+                )
         self.wait_until_ready()
 
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-            self.process = None
+    def stop(self) -> int | None:
+        """SIGTERM, as systemd stops it; the exit status (None if it was not running)."""
+        if self.process is None:
+            return None
+        status = stop_process(self.process)
+        self.process = None
+        return status
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
@@ -164,7 +230,7 @@ class ServiceDaemon:
 class Policyd(ServiceDaemon):
     """``postwarden-policyd`` on free loopback ports, or unix sockets in *socket_dir*."""
 
-    module, log_name = "postwarden.policyd.main", "policyd.log"
+    module, log_name, program = "postwarden.policyd.main", "policyd.log", "postwarden-policyd"
 
     def __init__(
         self,
@@ -210,7 +276,7 @@ class Policyd(ServiceDaemon):
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         return sorted(int(pid) for pid in children.read_text().split())
 
-    def wait_until_ready(self) -> None:
+    def wait_until_listening(self) -> None:
         if self.socket_dir:
             for name in ("policy", "socketmap"):
                 wait_for_unix_socket(self.socket_dir / name, timeout=15, proc=self.process)
@@ -244,7 +310,7 @@ class Policyd(ServiceDaemon):
 class MilterDaemon(ServiceDaemon):
     """``postwarden-milter`` on a free loopback port, or on the unix socket *socket_path*."""
 
-    module, log_name = "postwarden.milter.main", "milter.log"
+    module, log_name, program = "postwarden.milter.main", "milter.log", "postwarden-milter"
 
     def __init__(
         self,
@@ -268,7 +334,30 @@ class MilterDaemon(ServiceDaemon):
         policyd = self.policyd.socketmap_address if self.policyd else "none"
         return ["--socket", self.address, "--policyd-socketmap", policyd]
 
-    def wait_until_ready(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM, then wake libmilter's listener until the milter has exited.
+
+        libmilter's signal thread takes SIGTERM and asks the listener to stop, but the
+        listener only looks between two polls of its socket, up to 5 s apart (MI_CHK_TIME);
+        a connection ends the poll at once. systemd simply waits; tests need not.
+        """
+        process = self.process
+        if process is None or process.poll() is not None:
+            return super().stop()
+        process.send_signal(signal.SIGTERM)
+
+        def exited() -> bool:
+            if process.poll() is not None:
+                return True
+            with contextlib.suppress(OSError), _connect(self.address):
+                pass
+            return process.poll() is not None
+
+        with contextlib.suppress(TimeoutError):
+            wait_until(exited, "the milter stopped", timeout=10, interval=0.05)
+        return super().stop()
+
+    def wait_until_listening(self) -> None:
         if self.socket_path:
             wait_for_unix_socket(self.socket_path, timeout=15, proc=self.process)
         else:
@@ -306,3 +395,14 @@ def _settle(postfix: PostfixInstance) -> None:
         path = postfix.config_dir / name
         old = path.stat().st_mtime - 60
         os.utime(path, (old, old))
+
+
+def _connect(address: str) -> socket.socket:
+    """A connection to a daemon's ``inet:HOST:PORT`` or ``unix:PATH`` listener."""
+    if address.startswith("unix:"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(1)
+        sock.connect(address[5:])
+        return sock
+    host, _, port = address[5:].rpartition(":")
+    return socket.create_connection((host, int(port)), timeout=1)
