@@ -55,7 +55,12 @@ from postwarden.settings.schema import IpEntry
 from postwarden.util.iptable import parse_range
 from tests.bench.anchors import cidr_table
 from tests.bench.bench_settings import ENTRIES, _entries, _probes
-from tests.harness import PostfixInstance, wait_for_port
+from tests.harness import (
+    PostfixInstance,
+    ensure_service_user,
+    spawn_as_service_user,
+    wait_for_port,
+)
 
 DURATION = float(os.environ.get("BENCH_SECONDS", "5"))
 OFFERED = (10_000, 20_000, 25_000)  # open-loop rates from 100 connections
@@ -237,10 +242,15 @@ def _block(rng: random.Random) -> DomainBlock:
 
 @contextmanager
 def _policyd(settings: Settings, state: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """policyd as the service user, as in production (*state* is made the user's)."""
     path = state.parent / "settings.yaml"
     path.write_text(dump(settings))
+    state.parent.chmod(0o755)  # a TemporaryDirectory is root's alone
+    user = ensure_service_user()
+    state.mkdir(exist_ok=True)
+    os.chown(state, user.uid, user.gid)
     port, socketmap_port = _free_port(), _free_port()
-    daemon = subprocess.Popen(
+    daemon = spawn_as_service_user(
         [sys.executable, "-m", "postwarden.policyd.main", "--settings", str(path),
          "--state-dir", str(state), "--policy", f"inet:127.0.0.1:{port}",
          "--socketmap", f"inet:127.0.0.1:{socketmap_port}", "--tls-security-level", "may",

@@ -11,9 +11,9 @@ Description:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,9 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from postwarden.settings import daemon_status
-from postwarden.settings.state import FILENAME, StateDB
-from postwarden.util.privileges import as_owner_of
+from postwarden.state.daemon_status import DaemonStatus
+from postwarden.store import Store, open_store
 from tests.harness import (
     PostfixInstance,
     ServiceUser,
@@ -62,6 +61,7 @@ class Installation:
         self.state_dir.mkdir(mode=0o750, parents=True)
         os.chown(self.state_dir, user.uid, user.gid)
         self.postfix_config_dir: Path | None = None  # the Postfix instance it serves
+        self.running: list[ServiceDaemon] = []  # started and not stopped
         done = self.cli("init", primary, check=store is None) if init else None
         if done is not None and done.returncode and "holds settings already" not in done.stderr:
             raise AssertionError(f"postwarden init: {done.returncode}\n{done.stderr}")
@@ -104,20 +104,21 @@ class Installation:
     def cli_json(self, *argv: str) -> Any:
         return json.loads(self.cli(*argv, "--json").stdout)
 
+    def _store(self) -> Store:
+        url = self.store or "file:"
+        return open_store(url, settings_path=self.settings, state_dir=self.state_dir)
+
     def digest(self) -> str:
-        """The settings version as the daemons report it: the SHA-256 of the file's bytes."""
-        return hashlib.sha256(self.settings.read_bytes()).hexdigest()
+        """The settings version as the daemons report it: the SHA-256 of the document."""
+        return self._store().document_digest()
 
-    def reported(self) -> dict[str, daemon_status.DaemonStatus]:
-        """What each daemon last reported (read as the state's owner, as the CLI does)."""
-        if not (self.state_dir / FILENAME).exists():
-            return {}
-        with as_owner_of(self.state_dir), StateDB.open(self.state_dir) as db:
-            return {row.name: row for row in daemon_status.read_all(db)}
+    def reported(self) -> list[DaemonStatus]:
+        """What the daemons last reported, in the store (read as the CLI reads it)."""
+        return self._store().daemons()
 
-    def in_force(self, *daemons: ServiceDaemon, timeout: float = 10.0) -> None:
-        """Wait until every one of *daemons* reports the settings file as it is now."""
-        for daemon in daemons:
+    def in_force(self, timeout: float = 10.0) -> None:
+        """Wait until every running daemon reports the settings file as it is now."""
+        for daemon in self.running:
             daemon.wait_for_settings(self.digest(), timeout)
 
     def write(self, text: str) -> None:
@@ -162,12 +163,9 @@ class ServiceDaemon:
         """Wait until this process reports that it answers with settings version *digest*."""
 
         def reported() -> bool:
-            row = self.installation.reported().get(self.program)
-            return (
-                row is not None
-                and self.process is not None
-                and row.pid == self.process.pid
-                and row.digest == digest
+            return self.process is not None and any(
+                row.name == self.program and row.pid == self.process.pid and row.digest == digest
+                for row in self.installation.reported()
             )
 
         what = f"{self.program} on settings {digest[:12]}"
@@ -206,6 +204,7 @@ class ServiceDaemon:
                 self.process = spawn_as_service_user(
                     argv, user=inst.user, env=env, stdout=log, stderr=subprocess.STDOUT
                 )
+        self.installation.running.append(self)
         self.wait_until_ready()
 
     def stop(self) -> int | None:
@@ -214,6 +213,7 @@ class ServiceDaemon:
             return None
         status = stop_process(self.process)
         self.process = None
+        self.installation.running.remove(self)
         return status
 
     def kill(self) -> None:
@@ -222,9 +222,24 @@ class ServiceDaemon:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
         self.process = None
+        self.installation.running.remove(self)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_mark(self) -> int:
+        """A position in the log, for wait_for_log(since=...)."""
+        return len(self.log_text())
+
+    def wait_for_log(self, pattern: str, since: int = 0, timeout: float = 10.0) -> re.Match[str]:
+        """Wait until a line of the log after *since* matches *pattern* (re.MULTILINE)."""
+        regex = re.compile(pattern, re.MULTILINE)
+        return wait_until(
+            lambda: regex.search(self.log_text()[since:]),
+            f"{self.program} logging {pattern!r}",
+            timeout,
+            proc=self.process,
+        )
 
 
 class Policyd(ServiceDaemon):

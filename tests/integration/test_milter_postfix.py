@@ -8,14 +8,15 @@ Maildirs, so every assertion is about what a recipient really gets.
 from __future__ import annotations
 
 import base64
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.harness import PostfixInstance, ServiceUser, send
+from tests.harness.wait import wait_until
 from tests.integration.daemons import Installation, MilterDaemon, Policyd, wire
 
 pytestmark = pytest.mark.postfix
@@ -150,9 +151,14 @@ def test_original_ip_blocked_for_one_of_two_domains(
     received = "from evil.example (evil.example [203.0.113.77]) by gw.hosted.test"
     deliver(mx, "192.0.2.25", ["bob@hosted.test", "carol@other.test"], Received=received)
     assert len(mx.wait_for_mailbox("carol@other.test")) == 1
-    time.sleep(0.5)
+    mx.wait_until_queue_empty()  # every delivery done: a copy for bob would be here
     assert mx.mailbox("bob@hosted.test") == []
-    entries = installation.cli_json("block", "list", "--sort", "recent")["entries"]
+
+    def recorded() -> list[dict[str, Any]] | None:
+        entries = installation.cli_json("block", "list", "--sort", "recent")["entries"]
+        return entries if entries[0]["blocks"] else None
+
+    entries = wait_until(recorded, "the block recorded", interval=0.2)
     assert (entries[0]["entry"], entries[0]["blocks"]) == ("203.0.113.0/24", 1)
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.harness import ServiceUser
+from tests.harness.wait import wait_until
 from tests.integration.daemons import Installation, MilterDaemon, Policyd
 
 
@@ -37,17 +37,10 @@ def status(installation: Installation) -> tuple[int, dict[str, Any]]:
     return done.returncode, json.loads(done.stdout)
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.2)
-
-
 def test_status_reports_daemons_versions_and_dkim(
     running: tuple[Installation, Policyd, MilterDaemon],
 ) -> None:
-    installation, _, milter = running
+    installation, policyd, milter = running
     installation.cli("dkim", "create")
     code, data = status(installation)
     assert code == 0, data
@@ -65,9 +58,12 @@ def test_status_reports_daemons_versions_and_dkim(
         "hosted.test sends UNSIGNED mail: it has no DKIM key that verifies in DNS"
     ]
     installation.cli("block", "add", "192.0.2.1")
-    wait_for(lambda: status(installation)[0] == 0)  # both reloaded the new version
+    installation.in_force()
+    assert status(installation)[0] == 0  # both run the new version
+    marks = [(daemon, daemon.log_mark()) for daemon in (policyd, milter)]
     installation.write("version: 1\n")  # invalid: the daemons keep their last good settings
-    time.sleep(1.5)
+    for daemon, mark in marks:
+        daemon.wait_for_log("settings rejected, keeping the last good settings", since=mark)
     code, data = status(installation)
     assert code == 1 and not any(d["settings_current"] for d in data["daemons"])
     installation.cli("block", "delete", "192.0.2.1", check=False)  # refused: file invalid
@@ -80,17 +76,21 @@ def test_status_reports_daemons_versions_and_dkim(
 def test_hand_edits_are_audited_once(running: tuple[Installation, Policyd, MilterDaemon]) -> None:
     installation = running[0]
     installation.cli("block", "add", "192.0.2.1")
-    wait_for(lambda: status(installation)[0] == 0)  # the daemons run the new version
+    installation.in_force()
     text = installation.settings.read_text()
     installation.write(text.replace("192.0.2.1", "192.0.2.2"))  # an editor, Ansible...
-    wait_for(lambda: len(installation.cli_json("history")) == 3, timeout=10)
-    time.sleep(4)  # the daemon records file changes after a settle delay: no duplicates
-    rows = installation.cli_json("history")
+    installation.in_force()  # noticed once by each daemon; policyd records it after a delay
+    rows = wait_until(
+        lambda: rows if len(rows := installation.cli_json("history")) >= 3 else None,
+        "the hand edit in the history (after init and the command)",
+        interval=0.2,
+    )
     assert [(r["source"], r["command"].rpartition(" block ")[2]) for r in rows][:2] == [
         ("file", "edited file"),
         ("command", "add 192.0.2.1"),
     ]
     assert rows[2]["command"].endswith(" init hosted.test")  # init is the first entry
+    assert len(rows) == 3  # the hand edit recorded once
     assert "-    - 192.0.2.1" in rows[0]["diff"] and "+    - 192.0.2.2" in rows[0]["diff"]
 
 
@@ -102,7 +102,7 @@ def _metrics(port: int) -> str:
 def test_policyd_metrics(running: tuple[Installation, Policyd, MilterDaemon]) -> None:
     installation, policyd, _ = running
     installation.cli("block", "add", "203.0.113.0/24")
-    time.sleep(1.5)
+    installation.in_force()
     request = (
         b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=203.0.113.9\n"
         b"recipient=bob@hosted.test\n\n"

@@ -7,19 +7,19 @@ command line while Postfix runs, and apply to the next message without a Postfix
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.harness import PostfixInstance, ServiceUser, SinkMessage, SmtpSink, send
+from tests.harness.wait import wait_until
 from tests.integration.daemons import Installation, MilterDaemon, Policyd, wire
 
 pytestmark = pytest.mark.postfix
 
 HOSTED = {"hosted.test": ("alice", "bob"), "other.test": ("carol",)}
-RELOAD = 1.5  # the daemons notice a settings change within a second
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def mx(
 
 def rule(inst: Installation, *argv: str) -> None:
     inst.cli("routing", *argv)
-    time.sleep(RELOAD)
+    inst.in_force()
 
 
 def inbound(mx: PostfixInstance, *rcpts: str, sender: str = "a@ext.example") -> dict[str, int]:
@@ -90,12 +90,9 @@ def envelope(message: SinkMessage) -> list[tuple[str, str]]:
 
 def received_rcpts(sink: SmtpSink, count: int, timeout: float = 10.0) -> list[SinkMessage]:
     """The deliveries once *count* recipients arrived (qmgr may split them over several)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        messages = sink.messages()
-        if sum(len(m.rcpts) for m in messages) >= count or time.monotonic() > deadline:
-            return messages
-        time.sleep(0.05)
+    with contextlib.suppress(TimeoutError):  # the caller's assertion says what was missing
+        wait_until(lambda: sum(len(m.rcpts) for m in sink.messages()) >= count, "", timeout)
+    return sink.messages()
 
 
 def assert_untagged(message: SinkMessage) -> None:
@@ -323,13 +320,12 @@ def test_internal_mail_via_the_gateway(
         "--route",
         "gw",
     )
-    time.sleep(RELOAD)
+    installation.in_force()
     internal(mx, "bob@hosted.test")
     (delivered,) = mx.wait_for_mailbox("bob@hosted.test")
     gateway.wait_for_log(r"to=<bob@hosted.test>.*status=sent")
     mx.wait_until_queue_empty()
-    gateway.wait_until_queue_empty()
-    time.sleep(0.5)
+    gateway.wait_until_queue_empty()  # every delivery done: a second copy would be here
     assert len(mx.mailbox("bob@hosted.test")) == 1
     assert gateway.log_text().count("status=sent") == 1
     assert "loop" not in mx.log_text().lower()
