@@ -230,8 +230,8 @@ def _view(admin: Admin, row: KeyRow) -> KeyView:
 
 def show(admin: Admin, domain: str | None) -> tuple[str, DomainBlock, list[KeyView]]:
     name, block = _target(admin, domain)
-    with _table(admin) as table:
-        rows = table.for_domain(name)
+    with admin.state(create=False) as db:  # showing creates nothing
+        rows = DkimKeys(db).for_domain(name) if db is not None else []
     return name, block, [_view(admin, row) for row in rows]
 
 

@@ -7,6 +7,8 @@ import pwd
 from collections.abc import Mapping
 from pathlib import Path
 
+from postwarden.errors import PostwardenError
+
 SERVICE_USER = "postwarden"
 
 DEFAULT_SETTINGS = Path("/etc/postwarden/settings.yaml")
@@ -23,18 +25,35 @@ def state_dir(given: str | Path | None, environ: Mapping[str, str]) -> Path:
     return Path(given or environ.get("POSTWARDEN_STATE_DIR") or DEFAULT_STATE_DIR)
 
 
-def ensure_state_dir(directory: Path) -> None:
-    """Create the state directory (0750) if missing, owned by the service user when root.
+class StateDirUnusable(PostwardenError):
+    """The state directory cannot be made the daemons'."""
 
-    The daemons write there as the service user; a directory root created for itself
-    would lock them out.
+
+def ensure_state_dir(directory: Path, user: str = SERVICE_USER) -> None:
+    """Make sure *directory* exists and belongs to the service user before root writes there.
+
+    Root creates a missing directory (0750) owned by *user*; a directory that exists but
+    belongs to root is refused, as is a missing service user: state made there by root
+    would lock the daemons out. Anyone but root just creates the directory if missing (the
+    daemons then run as that same user).
     """
-    if directory.exists():
+    if os.geteuid() != 0:
+        directory.mkdir(mode=0o750, parents=True, exist_ok=True)
         return
-    directory.mkdir(mode=0o750, parents=True)
-    if os.geteuid() == 0:
-        try:
-            user = pwd.getpwnam(SERVICE_USER)
-        except KeyError:
-            return
-        os.chown(directory, user.pw_uid, user.pw_gid)
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError:
+        raise StateDirUnusable(
+            f"there is no service user {user!r} to own the state directory {directory}:"
+            " run `postwarden setup` first"
+        ) from None
+    if not directory.exists():
+        directory.mkdir(mode=0o750, parents=True)
+        os.chown(directory, account.pw_uid, account.pw_gid)
+        return
+    if directory.stat().st_uid == 0:
+        raise StateDirUnusable(
+            f"the state directory {directory} belongs to root, but the daemons write there as"
+            f" {user}: `chown {user}: {directory}` (or run `postwarden setup`); nothing was"
+            " changed"
+        )

@@ -97,6 +97,8 @@ class FileStore(Store):
             found.append(self._file_state(""))
             return new
 
+        if not dry_run:  # refuse before anything changes what the trail could not record
+            paths.ensure_state_dir(self.state_dir)
         result = edit_settings(self.settings_path, apply, dry_run=dry_run)
         if dry_run or not result.changed or not found:
             return Edited(result)
@@ -180,7 +182,7 @@ class FileStore(Store):
                         domain=note.domain,
                         in_transaction=True,
                     )
-        except (*STATE_ERRORS, OSError) as exc:
+        except (*STATE_ERRORS, OSError, paths.StateDirUnusable) as exc:
             return f"warning: the change was made but not recorded in the audit trail: {exc}"
         return None
 

@@ -14,6 +14,7 @@ import pytest
 
 from postwarden.cli import main
 from postwarden.cli._env import Environment
+from tests.harness import ServiceUser
 from tests.harness.fixtures import make_traversable_dir
 
 
@@ -71,9 +72,9 @@ class Cli:
 
 
 @pytest.fixture
-def cli() -> Iterator[Cli]:
-    """In a 0755 directory: as root, the CLI hands the state directory to the service user,
-    who must be able to reach it (pytest's own tmp_path is 0700)."""
+def cli(service_user: ServiceUser) -> Iterator[Cli]:
+    """In a 0755 directory: as root, the CLI hands the state directory to the service user
+    (who must exist, and be able to reach it: pytest's own tmp_path is 0700)."""
     base = make_traversable_dir("pw-cli-")
     try:
         yield Cli(base)
