@@ -273,8 +273,9 @@ def _verify(env: Environment, args: argparse.Namespace) -> ExitStatus:
         env.stderr.write(
             f"postwarden: error: the DKIM key of {domain} with selector {selector!r} is"
             f" not verified: {data['reason']} ({done.detail}).\n"
-            f"  {PROPAGATION}\n"
         )
+        if result.outcome.may_propagate:  # waiting mends neither a failing server nor a typo
+            env.stderr.write(f"  {PROPAGATION}\n")
         return ExitStatus.ERROR
     lines = [f"{done.detail}.", f"{domain} now signs with selector {selector!r}."]
     if done.retired:

@@ -4,8 +4,12 @@ Description:
     :func:`check_record` looks up the TXT record ``SELECTOR._domainkey.DOMAIN`` and judges
     it against our key: :attr:`Outcome.OK`, :attr:`~Outcome.MISSING` (no such name, no TXT
     record, or no DKIM key record among them), :attr:`~Outcome.DIFFERENT` (another key is
-    published), :attr:`~Outcome.REVOKED` (``p=`` empty) or :attr:`~Outcome.DNS_ERROR`
-    (timeouts, SERVFAIL/REFUSED, no reachable server).
+    published), :attr:`~Outcome.REVOKED` (``p=`` empty), :attr:`~Outcome.MALFORMED` (a DKIM
+    record receivers cannot read, such as one published with literal quote characters) or
+    :attr:`~Outcome.DNS_ERROR` (no resolver, a timeout, SERVFAIL or REFUSED, a domain that
+    does not exist), each said in words. Only a missing or different record may be a matter
+    of time (:attr:`Outcome.may_propagate`): DNS changes take up to 72 hours to reach every
+    resolver, but waiting mends neither a broken record nor a failing server.
 
     By default it asks the zone's authoritative servers directly: the zone is found with
     ``dns.resolver.zone_for_name``, then its NS records and their addresses (IPv4 first),
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,10 +68,16 @@ class Outcome(enum.StrEnum):
     DIFFERENT = "different"
     REVOKED = "revoked"
     DNS_ERROR = "dns-error"
+    MALFORMED = "malformed"
 
     @property
     def description(self) -> str:
         return _DESCRIPTIONS[self]
+
+    @property
+    def may_propagate(self) -> bool:
+        """Whether the record may simply not have reached every resolver yet."""
+        return self in (Outcome.MISSING, Outcome.DIFFERENT)
 
 
 _DESCRIPTIONS = {
@@ -75,6 +86,14 @@ _DESCRIPTIONS = {
     Outcome.DIFFERENT: "different key",
     Outcome.REVOKED: "revoked",
     Outcome.DNS_ERROR: "DNS error",
+    Outcome.MALFORMED: "malformed record",
+}
+
+_RCODE_WORDS = {
+    dns.rcode.SERVFAIL: "SERVFAIL (the server failed to answer: a broken delegation or DNSSEC?)",
+    dns.rcode.REFUSED: "REFUSED (the server does not answer for this name, or not to us)",
+    dns.rcode.FORMERR: "FORMERR (the server did not understand the query)",
+    dns.rcode.NOTIMP: "NOTIMP (the server does not do TXT queries)",
 }
 
 
@@ -155,11 +174,20 @@ def judge(
         return Outcome.MISSING, f"{name} has no TXT record"
     parsed: list[KeyRecord] = []
     problems: list[str] = []
+    broken: list[str] = []  # DKIM records receivers cannot read
     for strings in records:
+        text = _joined(strings)
+        if '"' in text:
+            broken.append(_quoted(text, key))
+            continue
         try:
             parsed.append(parse_record(strings))
         except BadRecord as exc:
-            problems.append(str(exc))
+            (broken if _looks_like_dkim(text) else problems).append(str(exc))
+    if not parsed and broken:
+        return Outcome.MALFORMED, f"{name} publishes a DKIM record receivers cannot read: " + (
+            "; ".join(broken)
+        )
     if not parsed:
         return Outcome.MISSING, f"no DKIM key record at {name} ({'; '.join(problems)})"
     if any(matches(r, key) for r in parsed):
@@ -170,6 +198,30 @@ def judge(
         return Outcome.REVOKED, f"{name} has an empty p=: the key is revoked"
     kinds = ", ".join(sorted({f"k={r.key_type}" for r in parsed}))
     return Outcome.DIFFERENT, f"{name} publishes another key ({kinds})"
+
+
+def _joined(strings: Sequence[bytes | str]) -> str:
+    return "".join(s.decode("ascii", "replace") if isinstance(s, bytes) else s for s in strings)
+
+
+def _looks_like_dkim(text: str) -> bool:
+    """A TXT value meant as a DKIM key record (not, say, an SPF record at the same name)."""
+    return "DKIM1" in text or bool(re.search(r"(^|;)\s*p\s*=", text))
+
+
+def _quoted(text: str, key: PrivateKey) -> str:
+    """What is wrong with a value that contains literal quote characters."""
+    unquoted = re.sub(r'"\s*"', "", text).replace('"', "")
+    try:
+        ours = matches(parse_record(unquoted), key)
+    except BadRecord:
+        ours = False
+    mine = "our key, but " if ours else ""
+    return (
+        f'the value holds {mine}literal quote characters ("), which receivers read as part of'
+        " the record: enter the value without quotes (the DNS host adds its own), or each"
+        " string separately"
+    )
 
 
 def parse_nameserver(text: str) -> tuple[str, int]:
@@ -199,8 +251,8 @@ def authoritative_servers(
     zone_of: str, resolver: dns.resolver.Resolver | None, timeout: float
 ) -> list[str]:
     """Addresses of the name servers of the zone holding *zone_of*, IPv4 first."""
-    resolver = resolver or dns.resolver.get_default_resolver()
     try:
+        resolver = resolver or dns.resolver.get_default_resolver()
         zone = dns.resolver.zone_for_name(zone_of, resolver=resolver, lifetime=2 * timeout)
         targets = [r.target for r in resolver.resolve(zone, "NS", lifetime=timeout)]
     except dns.exception.DNSException as exc:
@@ -258,7 +310,7 @@ def _lookup_at(
             continue
         rcode = response.rcode()
         if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-            errors.append(f"{where}: {dns.rcode.to_text(rcode)}")
+            errors.append(f"{where} answered {_rcode_words(rcode)}")
             continue
         if not recursion and not response.flags & dns.flags.AA:
             errors.append(f"{where}: not authoritative for {name}")
@@ -269,7 +321,7 @@ def _lookup_at(
         if target is not None and not records:
             return TxtAnswer([], where), str(target)
         return TxtAnswer(records, where), None
-    raise DnsFailure(f"no name server answered for {name}: {'; '.join(errors) or 'none'}")
+    raise DnsFailure(f"no name server answered for {name}: {'; '.join(errors) or 'none asked'}")
 
 
 def _query(
@@ -307,6 +359,45 @@ def _txt_in(
 
 
 def _why(exc: BaseException) -> str:
+    """A failed lookup in words, never dnspython's own text."""
+    if isinstance(exc, dns.resolver.NoResolverConfiguration):
+        return (
+            "no DNS resolver is configured (no nameserver in /etc/resolv.conf);"
+            " name a server with --nameserver"
+        )
     if isinstance(exc, dns.exception.Timeout):
-        return "timed out"
+        return "timed out (no answer in time)"
+    if isinstance(exc, dns.resolver.NXDOMAIN):
+        return f"{', '.join(str(n) for n in exc.qnames())} does not exist (NXDOMAIN)"
+    if isinstance(exc, dns.resolver.NoRootSOA):
+        return "no DNS zone holds it: the domain does not exist in DNS (NXDOMAIN up to the root)"
+    if isinstance(exc, dns.resolver.NoNameservers):
+        return "every name server failed (" + _server_errors(exc) + ")"
+    if isinstance(exc, dns.resolver.NoAnswer):
+        return "the answer holds no record of the type asked for"
+    if isinstance(exc, dns.exception.FormError | dns.message.ShortHeader | dns.message.Truncated):
+        return "the answer was malformed"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused (nothing answers DNS there)"
+    if isinstance(exc, OSError):
+        return f"network error: {exc.strerror or exc}"
     return str(exc) or type(exc).__name__
+
+
+def _rcode_words(rcode: dns.rcode.Rcode) -> str:
+    return _RCODE_WORDS.get(rcode, dns.rcode.to_text(rcode))
+
+
+def _server_errors(exc: dns.resolver.NoNameservers) -> str:
+    """Each server's failure from a NoNameservers, in words."""
+    said = []
+    for name, _tcp, port, error, response in exc.kwargs.get("errors", []):
+        server = re.sub(r"^Do53:(.*)@\d+$", r"\1", str(name))  # dnspython's "Do53:ADDR@PORT"
+        if response is not None and response.rcode() != dns.rcode.NOERROR:
+            rcode = response.rcode()
+            said.append(
+                f"{server}:{port} answered {_RCODE_WORDS.get(rcode, dns.rcode.to_text(rcode))}"
+            )
+        elif error is not None:
+            said.append(f"{server}:{port}: {_why(error)}")
+    return "; ".join(said) or "no server could be asked"

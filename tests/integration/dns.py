@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import dns.message
+import dns.rcode
 import dns.resolver
 
 from tests.harness import free_port, stop_process, wait_for_port
@@ -96,9 +100,9 @@ class DnsServer:
             lines.append(f"host-record={name},{','.join(addresses)}")
         for name, strings in self.records.items():
             for text in strings:
-                if '"' in text or "\\" in text or len(text.encode()) > 255:
-                    raise ValueError(f"cannot serve TXT string {text!r}")
-            quoted = ",".join(f'"{s}"' for s in strings)
+                if len(text.encode()) > 255:
+                    raise ValueError(f"cannot serve TXT string {text!r}: longer than 255 bytes")
+            quoted = ",".join(f'"{_escaped(s)}"' for s in strings)
             lines.append(f"txt-record={name},{quoted}")
         return "\n".join(lines) + "\n"
 
@@ -124,6 +128,43 @@ class DnsServer:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _escaped(text: str) -> str:
+    """A TXT string for dnsmasq's quoted syntax (backslash escapes quotes and backslashes)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+@contextlib.contextmanager
+def failing_dns_server(rcode: dns.rcode.Rcode = dns.rcode.SERVFAIL) -> Iterator[str]:
+    """A DNS server on loopback that answers every query with *rcode*; yields HOST:PORT.
+
+    What a broken upstream or a DNSSEC failure looks like to a client (dnsmasq itself
+    cannot be made to answer SERVFAIL on purpose).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", free_port()))
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            response = dns.message.make_response(dns.message.from_wire(data))
+            response.set_rcode(rcode)
+            sock.sendto(response.to_wire(), peer)
+
+    thread = threading.Thread(target=serve, name="failing-dns", daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
 
 
 @contextlib.contextmanager

@@ -21,6 +21,8 @@ from typing import Any
 import dkim
 import dns.message
 import dns.query
+import dns.rcode
+import dns.resolver
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
@@ -33,7 +35,7 @@ from postwarden.state.db import StateDB
 from tests.harness import ServiceUser, spawn_as_service_user
 from tests.harness.fixtures import make_traversable_dir
 from tests.integration.daemons import PYTHON, Installation
-from tests.integration.dns import DnsServer, running_dns_server
+from tests.integration.dns import DnsServer, failing_dns_server, running_dns_server
 
 DOMAIN = "hosted.test"
 
@@ -128,23 +130,31 @@ def test_verify_publishes_and_activates(inst: Installation, dns_server: DnsServe
 
 
 @pytest.mark.parametrize(
-    ("case", "reason"),
-    [("missing", "missing"), ("different", "different key"), ("revoked", "revoked")],
+    ("case", "reason", "hint"),
+    [
+        ("missing", "missing", True),
+        ("different", "different key", True),
+        ("revoked", "revoked", False),
+        ("malformed", "malformed record", False),
+    ],
 )
 def test_failed_checks_name_the_reason_and_change_nothing(
-    inst: Installation, dns_server: DnsServer, case: str, reason: str
+    inst: Installation, dns_server: DnsServer, case: str, reason: str, hint: bool
 ) -> None:
+    """The 72-hour propagation hint only where waiting may help."""
     created = _create(inst)
     other = record.format_record(keys.generate(keys.Algorithm.RSA, 1024))
     if case == "different":
         dns_server.set_txt(created["host"], record.split_strings(other))
     elif case == "revoked":
         dns_server.set_txt(created["host"], ["v=DKIM1; k=rsa; p="])
+    elif case == "malformed":
+        dns_server.set_txt(created["host"], ["v=DKIM1; k=rsa; p=not base64!"])
     before = _state_snapshot(inst)
     done = _verify(inst, dns_server)
     assert done.returncode == 1
     assert f"not verified: {reason} (" in done.stderr, done.stderr
-    assert "72 hours" in done.stderr
+    assert ("72 hours" in done.stderr) is hint, done.stderr
     assert _state_snapshot(inst) == before
     key = _show(inst)["postwarden"]
     assert (key["status"], key["verified"]) == ("pending", None)
@@ -166,17 +176,63 @@ def test_json_failure_report(inst: Installation, dns_server: DnsServer) -> None:
     assert data["detail"] == "postwarden._domainkey.hosted.test does not exist (NXDOMAIN)"
 
 
-def test_dns_errors(inst: Installation, dns_server: DnsServer) -> None:
+def test_dns_errors_are_named_in_words_without_the_propagation_hint(
+    inst: Installation, dns_server: DnsServer
+) -> None:
     inst.cli("domain", "add", "elsewhere.test")
     _create(inst, "--domain", "elsewhere.test")
     refused = _verify(inst, dns_server, "--domain", "elsewhere.test")
     assert refused.returncode == 1
-    assert "not verified: DNS error (" in refused.stderr and "REFUSED" in refused.stderr
+    assert "not verified: DNS error (" in refused.stderr
+    assert "answered REFUSED (the server does not answer for this name" in refused.stderr
+    with failing_dns_server() as failing:
+        servfail = inst.cli(
+            "dkim", "verify", "--domain", "elsewhere.test", "--nameserver", failing, check=False
+        )
+    assert servfail.returncode == 1
+    assert f"{failing} answered SERVFAIL (the server failed to answer" in servfail.stderr
     dns_server.stop()  # nothing answers: a timeout
     silent = _verify(inst, dns_server, "--domain", "elsewhere.test", "--timeout", "0.5")
     assert silent.returncode == 1
     assert "not verified: DNS error (" in silent.stderr and "timed out" in silent.stderr
+    for done in (refused, servfail, silent):
+        assert "72 hours" not in done.stderr and "Traceback" not in done.stderr
     assert _show(inst, "elsewhere.test")["postwarden"]["status"] == "pending"
+
+
+def test_without_a_resolver_the_check_says_so(inst: Installation) -> None:
+    """No name server in /etc/resolv.conf (here: an empty one in a private mount namespace)."""
+    _create(inst)
+    done = subprocess.run(
+        [
+            *("unshare", "--mount", "--propagation", "private", "sh", "-c"),
+            *('mount --bind /dev/null /etc/resolv.conf && exec "$@"', "sh", PYTHON, "-m"),
+            *("postwarden.cli", "--settings", str(inst.settings)),
+            *("--state-dir", str(inst.state_dir), "dkim", "verify"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "no DNS resolver is configured" in done.stderr and "--nameserver" in done.stderr
+    assert "72 hours" not in done.stderr and "SOA" not in done.stderr
+
+
+def test_a_value_published_with_literal_quotes_is_malformed_not_missing(
+    inst: Installation, dns_server: DnsServer
+) -> None:
+    """Pasted with its quotes into a DNS host's form: receivers read the quotes as data."""
+    created = _create(inst)
+    pasted = record.format_zone_strings(created["txt"])  # '"v=DKIM1; k=rsa; p=..." "..."'
+    dns_server.set_txt(created["host"], record.split_strings(pasted))  # split by the DNS host
+    done = _verify(inst, dns_server)
+    assert done.returncode == 1
+    assert "not verified: malformed record (" in done.stderr, done.stderr
+    assert "our key, but literal quote characters" in done.stderr
+    assert "72 hours" not in done.stderr
+    assert _show(inst)["postwarden"]["status"] == "pending"
 
 
 def test_rotation_keeps_the_old_key_until_the_new_one_verifies(
@@ -379,3 +435,26 @@ def test_signing_key_is_readable_by_a_service_user_process(
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.decode().split() == [DOMAIN, "postwarden", "rsa"]
+
+
+@pytest.mark.parametrize(
+    ("rcode", "words"),
+    [
+        (dns.rcode.NXDOMAIN, "the domain does not exist in DNS (NXDOMAIN up to the root)"),
+        (dns.rcode.SERVFAIL, "answered SERVFAIL (the server failed to answer"),
+    ],
+)
+def test_finding_the_authoritative_servers_fails_in_words(
+    rcode: dns.rcode.Rcode, words: str
+) -> None:
+    """The resolver that finds the domain's own servers says NXDOMAIN or SERVFAIL to all."""
+    key = keys.generate(keys.Algorithm.ED25519, None)
+    with failing_dns_server(rcode) as failing:
+        host, _, port = failing.partition(":")
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers, resolver.port = [host], int(port)
+        result = check_record("nowhere.test", "sel", key, resolver=resolver, timeout=1)
+    assert result.outcome is Outcome.DNS_ERROR
+    assert result.detail.startswith("cannot find the name servers of sel._domainkey.nowhere.test")
+    assert words in result.detail, result.detail
+    assert "SOA RR" not in result.detail and not result.outcome.may_propagate

@@ -40,6 +40,19 @@ def _strings(value: str) -> tuple[bytes, ...]:
         ([_strings(record.format_record(OTHER))], False, Outcome.DIFFERENT, "another key (k=rsa)"),
         ([_strings(record.format_record(ED))], False, Outcome.DIFFERENT, "(k=ed25519)"),
         ([(b"v=DKIM1; k=rsa; p=",)], False, Outcome.REVOKED, "empty p="),
+        ([(b"v=DKIM1; k=rsa; p=@@",)], False, Outcome.MALFORMED, "p= is not valid base64"),
+        (
+            [_strings(f'"{record.format_record(KEY)}"')],
+            False,
+            Outcome.MALFORMED,
+            "our key, but literal quote characters",
+        ),
+        (
+            [_strings(record.format_zone_strings(record.format_record(OTHER)))],
+            False,
+            Outcome.MALFORMED,
+            "holds literal quote characters",
+        ),
         (
             [(record.format_record(KEY).replace("; p=", "; t=y; p=").encode(),)],
             False,
@@ -63,7 +76,9 @@ def test_outcome_descriptions() -> None:
         "different key",
         "revoked",
         "DNS error",
+        "malformed record",
     ]
+    assert [o for o in Outcome if o.may_propagate] == [Outcome.MISSING, Outcome.DIFFERENT]
 
 
 @pytest.mark.parametrize(
