@@ -21,6 +21,7 @@ Security:
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from postwarden.admin import scope, trail
 from postwarden.admin.errors import BadInput
 from postwarden.admin.session import Admin
 from postwarden.dkim import keys, record
+from postwarden.dkim.coverage import DomainSigning, coverage
 from postwarden.dkim.dnscheck import CheckResult, check_record, parse_nameserver
 from postwarden.dkim.receiver import ReceiverVerdict
 from postwarden.dkim.store import DkimKeys, KeyRow, SelectorExists, Status
@@ -233,6 +235,18 @@ def show(admin: Admin, domain: str | None) -> tuple[str, DomainBlock, list[KeyVi
     with admin.state(create=False) as db:  # showing creates nothing
         rows = DkimKeys(db).for_domain(name) if db is not None else []
     return name, block, [_view(admin, row) for row in rows]
+
+
+def signing_of(admin: Admin, domain: str | None) -> DomainSigning:
+    """How mail From *domain* is signed: its own key, the primary's, or not — the milter's
+    rule as :func:`~postwarden.dkim.coverage.coverage` works it out for ``status``: the one
+    answer ``status``, ``dkim show`` and the console give."""
+    settings = admin.read().settings
+    name = scope.view(settings, scope.select(settings, admin.actor, domain)).domain
+    wanted = {name, settings.primary_domain}
+    with admin.state(create=False) as db:
+        rows = {d: DkimKeys(db).for_domain(d) if db is not None else [] for d in wanted}
+    return next(e for e in coverage(settings, rows, time.time()) if e.domain == name)
 
 
 def _pick(table: DkimKeys, domain: str, selector: str | None) -> KeyRow:

@@ -104,6 +104,7 @@ def _dkim(db: StateDB | None, settings: Settings, domains: list[str]) -> list[di
                 "signed_by": entry.signer,
                 "signed_selector": entry.selector,
                 "warnings": entry.warnings,
+                "signing": entry.to_data(),  # as `dkim show` says it
             }
         )
     return result

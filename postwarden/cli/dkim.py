@@ -51,12 +51,13 @@ from postwarden.cli import _settings
 from postwarden.cli._command import Command, actions
 from postwarden.cli._env import BadInput, Environment, ExitStatus, table
 from postwarden.dkim import record
+from postwarden.dkim.coverage import DomainSigning
 from postwarden.dkim.dnscheck import check_record, parse_nameserver
 from postwarden.dkim.receiver import ReceiverVerdict, verify_message
 from postwarden.milter import dkim_probe
 from postwarden.milter.keyring import signing_view
 from postwarden.milter.message_file import MessageData, parse_message
-from postwarden.settings.model import DomainBlock, Settings
+from postwarden.settings.model import Settings
 from postwarden.settings.snapshot import compile_settings
 
 PROPAGATION = (
@@ -191,30 +192,28 @@ def _row_data(view: dkim.KeyView) -> dict[str, Any]:
 
 
 def _show(env: Environment, args: argparse.Namespace) -> ExitStatus:
-    domain, block, views = dkim.show(_settings.admin(env), args.domain)
+    admin = _settings.admin(env)
+    domain, block, views = dkim.show(admin, args.domain)
+    how = dkim.signing_of(admin, domain)
     rows = [_row_data(view) for view in views]
     active = next((r["selector"] for r in rows if r["status"] == "active"), None)
     data = {
         "domain": domain,
         "enabled": block.dkim.enabled,
         "signing_selector": active,
+        "signing": how.to_data(),
         "keys": rows,
     }
-    env.emit(data, lambda: _show_text(domain, block, active, rows))
+    env.emit(data, lambda: _show_text(domain, how, rows))
     return ExitStatus.OK
 
 
-def _show_text(
-    domain: str, block: DomainBlock, active: str | None, rows: list[dict[str, Any]]
-) -> str:
+def _show_text(domain: str, how: DomainSigning, rows: list[dict[str, Any]]) -> str:
     if not rows:
-        return f"{domain}: no DKIM keys (create one with `postwarden dkim create`)"
-    if not block.dkim.enabled:
-        state = "signing is off in the settings (dkim.enabled: false)"
-    else:
-        state = f"signing with selector {active!r}" if active else "not signing (no verified key)"
+        create = " (create one with `postwarden dkim create`)"
+        return f"{domain}: {how.describe()}\n{domain} has no DKIM keys of its own{create}"
     lines = [
-        f"{domain}: {state}",
+        f"{domain}: {how.describe()}",
         "",
         table(
             [

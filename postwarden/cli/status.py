@@ -31,7 +31,6 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
 def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
     data, rows = status.gather(_settings.admin(env), args.timeout)
     daemons, dkim, problems = data["daemons"], data["dkim"], data["problems"]
-    primary = data["primary_domain"] or "the primary domain"
 
     def text() -> str:
         if data["valid"]:
@@ -61,16 +60,8 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
             )
         lines.append("DKIM:")
         for entry in dkim:
-            if not entry["enabled"]:
-                sign = "signing off (dkim.enabled: false)"
-            elif entry["signed_by"] == entry["domain"]:
-                sign = f"signs with {entry['active']} ({entry['algorithm']})"
-            elif entry["signed_by"]:
-                sign = f"signed with {primary}'s key ({entry['signed_selector']})"
-            else:
-                sign = "UNSIGNED"
             pending = f"; pending: {', '.join(entry['pending'])}" if entry["pending"] else ""
-            lines.append(f"  {entry['domain']}: {sign}{pending}")
+            lines.append(f"  {entry['domain']}: {entry['signing']['summary']}{pending}")
         lines += [f"warning: {w}" for w in data["warnings"]]
         return "\n".join(lines)
 

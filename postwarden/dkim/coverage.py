@@ -33,6 +33,27 @@ class DomainSigning:
     selector: str | None
     warnings: list[str] = field(default_factory=list)
 
+    def describe(self) -> str:
+        """The one sentence ``status``, ``dkim show`` and the console say about it."""
+        if not self.enabled:
+            return "not signed: signing is off in the settings (dkim.enabled: false)"
+        if self.signer is None:
+            return "UNSIGNED: no key of its own or of the primary domain verifies in DNS"
+        if self.signer == self.domain:
+            return f"signed with its own key, selector {self.selector!r}"
+        return (
+            f"signed with the primary domain {self.signer}'s key, selector {self.selector!r}:"
+            " no key of its own signs"
+        )
+
+    def to_data(self) -> dict[str, object]:
+        return {
+            "enabled": self.enabled,
+            "signed_by": self.signer,
+            "selector": self.selector,
+            "summary": self.describe(),
+        }
+
 
 def _when(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="minutes")

@@ -57,6 +57,9 @@ def test_status_reports_daemons_versions_and_dkim(
     assert data["warnings"] == [
         "hosted.test sends UNSIGNED mail: it has no DKIM key that verifies in DNS"
     ]
+    assert dkim["signing"]["summary"] == (
+        "UNSIGNED: no key of its own or of the primary domain verifies in DNS"
+    )
     installation.cli("block", "add", "192.0.2.1")
     installation.in_force()
     assert status(installation)[0] == 0  # both run the new version

@@ -128,14 +128,43 @@ def test_verify_activates_and_rotates(cli_init: Cli, dns: FakeDns) -> None:
 
 
 def test_show_text(cli_init: Cli, dns: FakeDns) -> None:
-    assert "no DKIM keys" in cli_init.ok("dkim", "show").out
+    assert "has no DKIM keys of its own" in cli_init.ok("dkim", "show").out
     cli_init.ok("dkim", "create")
     out = cli_init.ok("dkim", "show").out
-    assert "example.com: not signing (no verified key)" in out
+    assert "example.com: UNSIGNED: no key of its own or of the primary domain" in out
     assert "SELECTOR" in out and "postwarden  rsa        2048  pending" in out
     dns.outcomes["postwarden"] = Outcome.OK
     cli_init.ok("dkim", "verify")
-    assert "signing with selector 'postwarden'" in cli_init.ok("dkim", "show").out
+    assert "example.com: signed with its own key, selector 'postwarden'" in (
+        cli_init.ok("dkim", "show").out
+    )
+
+
+def test_show_and_status_agree_on_the_primary_key_signing_for_a_subdomain(
+    cli_init: Cli, dns: FakeDns
+) -> None:
+    """sales.example.com has no key of its own: the milter signs with example.com's."""
+    cli_init.ok("domain", "add", "sales.example.com")
+    cli_init.ok("dkim", "create")
+    dns.outcomes["postwarden"] = Outcome.OK
+    cli_init.ok("dkim", "verify")
+    said = (
+        "sales.example.com: signed with the primary domain example.com's key, selector"
+        " 'postwarden': no key of its own signs"
+    )
+    assert said in cli_init.ok("dkim", "show", "--domain", "sales.example.com").out
+    assert said.replace("sales", "  sales", 1) in cli_init("status").out
+    shown = cli_init.ok("dkim", "show", "--domain", "sales.example.com", "--json").json()
+    status = {d["domain"]: d for d in cli_init("status", "--json").json()["dkim"]}
+    assert shown["signing"] == status["sales.example.com"]["signing"]
+    assert shown["signing"]["signed_by"] == "example.com"
+    text = cli_init.settings.read_text()
+    assert "  sales.example.com: null\n" in text  # no block of its own: example.com's governs
+    own = "  sales.example.com: {dkim: {enabled: false}}\n"
+    cli_init.settings.write_text(text.replace("  sales.example.com: null\n", own))
+    off = "sales.example.com: not signed: signing is off in the settings (dkim.enabled: false)"
+    assert off in cli_init.ok("dkim", "show", "--domain", "sales.example.com").out
+    assert off.replace("sales", "  sales", 1) in cli_init("status").out
 
 
 def test_subdomain_keys_are_its_own(cli_init: Cli, dns: FakeDns) -> None:

@@ -35,14 +35,9 @@ class Outcome:
 def _page(
     ctx: Ctx, *, outcome: Outcome | None = None, error: str = "", status: int = 200
 ) -> Response:
-    domain, block, keys = dkim.show(ctx.admin(), ctx.request.path_params["domain"])
-    active = next((k.row.selector for k in keys if k.row.status.value == "active"), None)
-    if not block.dkim.enabled:
-        state = "Signing is off in the settings (dkim.enabled: false)."
-    elif active:
-        state = f"Outgoing mail of {domain} is signed with selector {active}."
-    else:
-        state = f"{domain} has no authenticated key of its own yet."
+    domain, _block, keys = dkim.show(ctx.admin(), ctx.request.path_params["domain"])
+    how = dkim.signing_of(ctx.admin(), domain)  # as `dkim show` and `status` say it
+    state = f"Outgoing mail of {domain}: {how.describe()}."
     return domain_page(
         ctx,
         "dkim",
