@@ -4,7 +4,8 @@ Description:
     One registry per daemon, the standard ``prometheus_client`` types, and
     :func:`start_metrics` to expose ``/metrics`` over HTTP from a thread of its own.
     Counting on a request path is one dictionary lookup and an addition. ``--metrics none``
-    turns the endpoint off.
+    turns the endpoint off. The metrics are declared once, here; each daemon serves its own
+    families only (:data:`POLICYD`, :data:`MILTER`), never the other's, always zero.
 
     A daemon with worker processes calls :func:`use_multiprocess` before forking them:
     every metric is declared again on ``prometheus_client``'s multiprocess values (one
@@ -23,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -33,6 +35,7 @@ from prometheus_client import (
     start_http_server,
     values,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from postwarden.server import BadAddress, ListenAddress
@@ -43,20 +46,61 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 registry = CollectorRegistry()
 
 
-def start_metrics(address: str) -> Any:
-    """Serve /metrics on *address* (``inet:HOST:PORT``) from a thread; ``none``: nothing.
+# Each daemon's families (their names without a counter's ``_total``), and those of both.
+SHARED = frozenset(
+    {
+        "postwarden_settings_reloads",
+        "postwarden_settings_refused",
+        "postwarden_internal_errors",
+    }
+)
+POLICYD = SHARED | {
+    "postwarden_policy_decisions",
+    "postwarden_policy_seconds",
+    "postwarden_socketmap_lookups",
+    "postwarden_unknown_recipient_admissions_refused",
+    "postwarden_connections_refused",
+}
+MILTER = SHARED | {
+    "postwarden_milter_messages",
+    "postwarden_milter_seconds",
+    "postwarden_dkim_signatures",
+    "postwarden_spam_tags",
+    "postwarden_gateway_blocks",
+    "postwarden_gateway_unknown_origins",
+    "postwarden_dkim_key_checks",  # the key watch runs in the milter
+    "postwarden_dkim_keys_failing",
+}
 
-    Metrics are not worth a refused start: a busy port is logged and the daemon runs on.
+
+class _Only:
+    """A collector serving only *families* of *source* (a registry or collector)."""
+
+    def __init__(self, source: CollectorRegistry, families: Iterable[str]) -> None:
+        self._source = source
+        self._families = frozenset(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return (m for m in self._source.collect() if m.name in self._families)
+
+
+def start_metrics(address: str, families: Iterable[str]) -> Any:
+    """Serve *families* as /metrics on *address* (``inet:HOST:PORT``) from a thread.
+
+    ``none``: nothing. Metrics are not worth a refused start: a busy port is logged and the
+    daemon runs on.
     """
     if address == "none":
         return None
+    served = CollectorRegistry(auto_describe=False)
+    served.register(_Only(registry, families))
     try:
         target = ListenAddress.parse(address)
         if target.path:
             raise BadAddress("metrics are served over TCP (inet:HOST:PORT)")
         if not target.is_loopback():
             log.warning("metrics served on %s, which is not loopback", address)
-        server, _ = start_http_server(target.port, target.host, registry=registry)
+        server, _ = start_http_server(target.port, target.host, registry=served)
     except (OSError, BadAddress) as exc:
         log.error("metrics not served on %s: %s", address, exc)
         return None

@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PostwardenError as exc:
         log.critical("%s", exc)
         return 1
-    start_metrics(args.metrics)
+    start_metrics(args.metrics, metrics.MILTER)
     Milter.factory = PostwardenMilter
     running: list[_Running] = []
 

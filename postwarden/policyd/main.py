@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def before_fork() -> None:
         nonlocal metrics_dir
         metrics_dir = metrics.use_multiprocess()
-        start_metrics(args.metrics)
+        start_metrics(args.metrics, metrics.POLICYD)
 
     def start_worker(index: int) -> Worker:
         nonlocal writer  # this worker's own (settings_changed records through it in worker 0)

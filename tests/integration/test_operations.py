@@ -118,3 +118,32 @@ def test_policyd_metrics(running: tuple[Installation, Policyd, MilterDaemon]) ->
     assert 'postwarden_policy_decisions_total{domain="hosted.test",rule="blocked-ip"} 3.0' in text
     assert "postwarden_policy_seconds_count 3.0" in text
     assert "postwarden_settings_reloads_total 1.0" in text
+
+
+POLICYD_FAMILIES = {
+    "postwarden_policy_decisions_total",
+    "postwarden_policy_seconds",
+    "postwarden_socketmap_lookups_total",
+}
+MILTER_FAMILIES = {
+    "postwarden_milter_messages_total",
+    "postwarden_milter_seconds",
+    "postwarden_dkim_signatures_total",
+    "postwarden_spam_tags_total",
+    "postwarden_gateway_blocks_total",
+}
+SHARED = {"postwarden_settings_reloads_total", "postwarden_internal_errors_total"}
+
+
+def _families(text: str) -> set[str]:
+    """The metric families in a /metrics text (not the client library's *_created gauges)."""
+    names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+    return {name for name in names if not name.endswith("_created")}
+
+
+def test_each_daemon_exports_only_its_own_metric_families(
+    running: tuple[Installation, Policyd, MilterDaemon],
+) -> None:
+    _, policyd, milter = running
+    assert _families(_metrics(policyd.metrics_port)) == POLICYD_FAMILIES | SHARED
+    assert _families(_metrics(milter.metrics_port)) == MILTER_FAMILIES | SHARED
