@@ -28,6 +28,7 @@ from postwarden.cli import (
     postfix_config,
     route,
     routing,
+    setup,
     spam_rule,
     status,
     store,
@@ -60,6 +61,7 @@ COMMANDS: tuple[Command, ...] = (
     store.COMMAND,
     postfix_config.COMMAND,
     web_user.COMMAND,
+    setup.COMMAND,
 )
 
 

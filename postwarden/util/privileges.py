@@ -77,6 +77,24 @@ def drop_to(user: Account) -> None:
         raise CannotDrop(f"still able to become root after switching to {user.name}")
 
 
+def blocked_for(path: Path, user: Account) -> Path | None:
+    """The first directory on the way to *path* that *user* cannot pass, or *path* itself if
+    the user may not execute it; None when the user can run *path*."""
+    groups = {user.gid, *os.getgrouplist(user.name, user.gid)}
+
+    def may(st: os.stat_result, bit: int) -> bool:
+        if st.st_uid == user.uid:
+            return bool(st.st_mode & (bit << 6))
+        if st.st_gid in groups:
+            return bool(st.st_mode & (bit << 3))
+        return bool(st.st_mode & bit)
+
+    for directory in reversed(path.parents):
+        if not may(os.stat(directory), 1):
+            return directory
+    return None if may(os.stat(path), 1) else path
+
+
 def hand_over(path: str | Path, user: Account) -> None:
     """Give a socket root created to *user*: its owner, and its group unless the directory
     hands down its own (setgid, e.g. group postfix in Postfix's spool)."""

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from postwarden.deploy.units import Install, render
 from tests.harness import ServiceUser
 from tests.integration.daemons import Installation, MilterDaemon, Policyd
 
-UNITS = sorted((Path(__file__).resolve().parents[2] / "postfix-conf" / "systemd").glob("*.service"))
+BINDIR = Path(sys.executable).parent
+SHIPPED = Path(__file__).resolve().parents[2] / "postfix-conf" / "systemd"
 HARDENING = (
     "User=postwarden",
     "NoNewPrivileges=yes",
@@ -28,19 +30,29 @@ HARDENING = (
     "ExecReload=",
     "TimeoutStopSec=",
     "UMask=0027",
+    " --syslog",  # one mail-log line per decision, in the mail facility
 )
 
 
-@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
-def test_unit_is_hardened_and_valid_for_systemd(unit: Path, tmp_path: Path) -> None:
-    text = unit.read_text()
+def test_shipped_units_are_current() -> None:
+    """postfix-conf/systemd/ is what `postwarden setup` writes for /opt/postwarden."""
+    for name, text in render(Install(bindir=Path("/opt/postwarden/bin"))).items():
+        assert (SHIPPED / name).read_text() == text, "run tools/units"
+
+
+@pytest.mark.parametrize("unit", sorted(render(Install(bindir=BINDIR))), ids=str)
+def test_unit_is_hardened_and_valid_for_systemd(unit: str, tmp_path: Path) -> None:
+    """Units for this checkout's environment, whose scripts exist: systemd accepts them."""
+    text = render(Install(bindir=BINDIR))[unit]
     for directive in HARDENING:
-        assert directive in text, f"{unit.name} lacks {directive!r}"
-    # systemd-analyze checks that ExecStart= exists: point it at this checkout's scripts
-    local = tmp_path / unit.name
-    local.write_text(text.replace("/usr/bin/", str(Path(sys.executable).parent) + "/"))
+        assert directive in text, f"{unit} lacks {directive!r}"
+    assert f"ExecStart={BINDIR}/postwarden-" in text
+    (tmp_path / unit).write_text(text)
     done = subprocess.run(
-        ["systemd-analyze", "verify", str(local)], capture_output=True, text=True, check=False
+        ["systemd-analyze", "verify", str(tmp_path / unit)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
 

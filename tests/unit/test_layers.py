@@ -63,6 +63,7 @@ FORBIDDEN = {
     ],
     "postwarden.decision": ["postwarden.cli", "postwarden.policyd", "postwarden.milter"],
     "postwarden.postfix": ["postwarden.cli", "postwarden.policyd", "postwarden.milter"],
+    "postwarden.deploy": ["postwarden.cli", "postwarden.policyd", "postwarden.milter"],
     # Nothing above the store opens a backend of its own.
     "postwarden.policyd": [
         "postwarden.cli",
