@@ -11,9 +11,11 @@ STAMP     := $(VENV)/.installed
 # sievec, which compiles the shipped Sieve rule in the tests; systemd: systemd-analyze verify;
 # chromium, chromium-driver: the headless browser of the web console's tests (Debian's build:
 # Playwright's own browser download is not used); libpq5: psycopg's client library (the
-# PostgreSQL store); postgresql: the private cluster of the fleet tests (never its own cluster).
+# PostgreSQL store); postgresql: the private cluster of the fleet tests (never its own cluster);
+# gcc: pymilter's build; git, ca-certificates: what README "Install on a server" installs.
 DEBIAN_PACKAGES := postfix libmilter-dev swaks dnsmasq-base openssl python3-venv python3-dev \
-                   dovecot-sieve systemd chromium chromium-driver libpq5 postgresql
+                   dovecot-sieve systemd chromium chromium-driver libpq5 postgresql gcc git \
+                   ca-certificates
 
 .PHONY: deps system-deps test run lint bench soak clean
 
