@@ -33,8 +33,9 @@ test: deps
 	$(PY) -m ruff check postwarden tests tools
 	$(PY) -m pytest tests
 
+# Ports from the environment: see tests/demo.py (POSTWARDEN_DEMO_SMTP_PORT=2526 make run).
 run: deps
-	$(PY) -m postwarden.devrun
+	$(PY) -m tests.demo
 
 lint: deps
 	$(PY) -m ruff check postwarden tests tools

@@ -30,6 +30,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from postwarden import listeners
 from postwarden.errors import PostwardenError
 from postwarden.postfix.postconf import split_list
 from postwarden.routing import HANDBACK_DAEMON_NAME
@@ -233,7 +234,7 @@ def _milter_list(value: str) -> list[str]:
 # socketmap tables for virtual_mailbox_maps, and needs none: it only delivers).
 RECIPIENT_TABLES = ("virtual_mailbox_maps", "relay_recipient_maps", "local_recipient_maps")
 ROUTE_SERVICE = "postwarden-route/unix"
-HANDBACK_LISTEN = "127.0.0.1:10046"
+HANDBACK_LISTEN = listeners.HANDBACK  # a Postfix listener: HOST:PORT, as master.cf writes it
 HANDBACK_NETWORKS_PARAMETER = "postwarden_handback_networks"
 HANDBACK_MARK = f"milter_macro_daemon_name={HANDBACK_DAEMON_NAME}"
 

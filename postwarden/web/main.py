@@ -35,7 +35,7 @@ from pathlib import Path
 
 import uvicorn
 
-from postwarden import log
+from postwarden import listeners, log
 from postwarden.errors import PostwardenError
 from postwarden.server import BadAddress, ListenAddress, daemon_parser, open_daemon_store
 from postwarden.util import sdnotify
@@ -43,7 +43,7 @@ from postwarden.web.app import create_app
 from postwarden.web.render import WebConfig
 
 logger = logging.getLogger(__name__)
-DEFAULT_LISTEN = "inet:127.0.0.1:10045"
+DEFAULT_LISTEN = listeners.WEB
 
 
 def build_parser() -> argparse.ArgumentParser:

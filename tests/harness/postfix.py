@@ -124,8 +124,17 @@ class PostfixInstance:
         smtpd_tls: CertFiles | None = None,
         hostname: str = "mx.harness.test",
         hosts: Mapping[str, str] | None = None,
+        base: Path | None = None,
+        ports: Mapping[str, int] | None = None,
     ) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="pw-postfix-", dir="/tmp"))
+        """*base*: a new directory to live in (default: one under /tmp); *ports*: the
+        listeners' ports by name, and "handback" for postwarden's hand-back listener (default:
+        free ones)."""
+        if base is None:
+            base = Path(tempfile.mkdtemp(prefix="pw-postfix-", dir="/tmp"))
+        else:
+            base.mkdir(parents=True)
+        self.base = base
         self.base.chmod(0o755)
         self.config_dir = self.base / "etc"
         self.queue_dir = self.base / "spool"
@@ -134,8 +143,9 @@ class PostfixInstance:
         self.log_file = self.base / "maillog"
         self.hosted = {domain: tuple(users) for domain, users in hosted.items()}
         self.routes = dict(routes or {})
-        self.ports = {name: free_port() for name in LISTENERS}
-        self.handback_port = free_port()  # for postwarden's hand-back listener, once wired
+        self.ports = dict(ports) if ports else {name: free_port() for name in LISTENERS}
+        # for postwarden's hand-back listener, once wired
+        self.handback_port = self.ports.pop("handback", None) or free_port()
         self.listener_options: dict[str, dict[str, str]] = {
             "mx": {},
             "submission": {"syslog_name": "postfix/submission", "smtpd_sasl_auth_enable": "yes"},
