@@ -18,6 +18,7 @@ from postwarden.postfix.postconf import has_service, parameters, set_parameters
 from postwarden.postfix.postscreen import cidr_table
 from postwarden.postfix.wiring import (
     HANDBACK_LISTEN,
+    LONG_LINES_NOTE,
     MILTER_MACROS,
     RECIPIENT_TABLES,
     Line,
@@ -25,6 +26,7 @@ from postwarden.postfix.wiring import (
     milter_wiring,
     policyd_wiring,
     routing_wiring,
+    signature_wiring,
 )
 from postwarden.settings.snapshot import compile_settings
 
@@ -70,6 +72,13 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
         " %(default)s; an address the routes can reach when they are other hosts)",
     )
     parser.add_argument(
+        "--long-lines",
+        choices=["break", "keep"],
+        default="break",
+        help="lines over 998 bytes after DKIM signing: break (Postfix's default: the"
+        " signature fails) or keep (smtp_line_length_limit = 0: some receivers refuse them)",
+    )
+    parser.add_argument(
         "--postscreen-cidr",
         metavar="FILE",
         help="also write the IP lists as a postscreen_access_list cidr table to FILE",
@@ -83,7 +92,7 @@ def configure(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) 
     )
 
 
-def _render(lines: list[Line]) -> str:
+def _render(lines: list[Line], notes: list[str]) -> str:
     out = []
     for file, how in (
         ("main", "main.cf (postconf -e)"),
@@ -94,6 +103,7 @@ def _render(lines: list[Line]) -> str:
         for line in (x for x in lines if x.file == file):
             out.append(f"# {line.why}")
             out.append(str(line))
+    out += [f"# {note}" for note in notes]
     return "\n".join(out)
 
 
@@ -159,8 +169,12 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
             current, policy=args.policy, socketmap=args.socketmap, service=args.service
         )
         lines += routing_wiring(current, socketmap=args.socketmap, service=args.service)
+    notes = []
     if "milter" in components:
         lines += milter_wiring(current, milter=args.milter, services=services)
+        lines += signature_wiring(keep_long_lines=args.long_lines == "keep")
+        if args.long_lines == "break":
+            notes.append(LONG_LINES_NOTE)
     if "policyd" in components:
         lines += _handback(env, args.handback_listen, milter="milter" in components)
     if args.postscreen_cidr:
@@ -169,8 +183,10 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
         for line in lines:
             set_parameters(line.postconf_argv(), config_dir)
     env.emit(
-        {"lines": [vars(line) for line in lines], "applied": args.apply},
-        lambda: _render(lines) + ("\n# applied; now run: postfix reload" if args.apply else ""),
+        {"lines": [vars(line) for line in lines], "notes": notes, "applied": args.apply},
+        lambda: (
+            _render(lines, notes) + ("\n# applied; now run: postfix reload" if args.apply else "")
+        ),
     )
     return ExitStatus.OK
 

@@ -18,6 +18,14 @@ Description:
       senders retry.
     - ``smtp_tls_policy_maps`` gets the socketmap first, so postwarden's policies are found
       before other tables; a lookup error defers delivery (Postfix fails closed: 4.7.5).
+    - DKIM signatures survive delivery (:func:`signature_wiring`): Postfix's SMTP client
+      changes a message after the milter signed it in two cases. A message declared
+      ``Content-Transfer-Encoding: 8bit`` going to a next hop that does not announce
+      8BITMIME is converted to quoted-printable; ``disable_mime_output_conversion = yes``
+      sends it as it is. A line longer than ``smtp_line_length_limit`` (999 bytes with its
+      CR LF: RFC 5322's 998) is broken in two; ``smtp_line_length_limit = 0`` (asked for
+      with ``--long-lines keep``) sends it whole. Either change breaks the signature of
+      every such message, and every verifier then fails it.
 
 Errors:
     :class:`UnsafeConfiguration` when relay control is missing: adding an ``OK`` answer to
@@ -210,6 +218,34 @@ def milter_wiring(
         )
         for service in services
     )
+    return lines
+
+
+EIGHT_BIT_WHY = (
+    "DKIM signatures survive delivery: without it, a message declared 8bit is converted to"
+    " quoted-printable for a next hop that does not announce 8BITMIME, after the milter signed"
+    " it, and every verifier then fails it. Trade-off: such a hop gets 8-bit data it did not"
+    " announce (RFC 6152); nearly every server accepts it, and it is what sender and"
+    " signature say"
+)
+LONG_LINES_KEEP_WHY = (
+    "lines over 998 bytes (RFC 5322) are sent whole instead of broken in two after signing,"
+    " which would fail every verifier. Trade-off: a receiver may refuse or break such lines"
+    " itself"
+)
+LONG_LINES_NOTE = (
+    "Not set: smtp_line_length_limit (Postfix's 999: lines over RFC 5322's 998 bytes are"
+    " broken in two after signing, which fails the signature of such a message, a rare one"
+    " written by broken software). `--long-lines keep` sets it to 0: such lines go whole,"
+    " signatures stay valid, but a receiver may refuse or break them itself."
+)
+
+
+def signature_wiring(*, keep_long_lines: bool) -> list[Line]:
+    """The lines that keep DKIM signatures valid through Postfix's SMTP client."""
+    lines = [Line("main", "disable_mime_output_conversion", "yes", EIGHT_BIT_WHY)]
+    if keep_long_lines:
+        lines.append(Line("main", "smtp_line_length_limit", "0", LONG_LINES_KEEP_WHY))
     return lines
 
 
