@@ -416,8 +416,12 @@ def _connect(address: str) -> socket.socket:
     """A connection to a daemon's ``inet:HOST:PORT`` or ``unix:PATH`` listener."""
     if address.startswith("unix:"):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(1)
-        sock.connect(address[5:])
+        try:
+            sock.settimeout(1)
+            sock.connect(address[5:])
+        except OSError:
+            sock.close()
+            raise
         return sock
     host, _, port = address[5:].rpartition(":")
     return socket.create_connection((host, int(port)), timeout=1)
