@@ -39,6 +39,7 @@ run: deps
 
 lint: deps
 	$(PY) -m ruff check postwarden tests tools
+	$(PY) -m mypy
 
 bench: deps
 	$(PY) -m tests.bench

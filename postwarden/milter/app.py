@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -72,11 +71,12 @@ _MACROS = (  # per stage, the macros we read (Postfix sends nothing else)
 _UNLIMITED = 1 << 62
 
 
-class PostwardenMilter(Milter.Base):  # type: ignore[misc]
+class PostwardenMilter(Milter.Base):
     """Thin: state in, plan out. ``Milter.Base`` supplies the actions (addheader, ...)."""
 
-    view: ClassVar[Callable[[], MilterView]]
-    record: ClassVar[Callable[[BlockEvent], None]]
+    # Set by main() for the process: the view in force and the block recorder.
+    view: ClassVar[staticmethod[[], MilterView]]
+    record: ClassVar[staticmethod[[BlockEvent], None]]
 
     def __init__(self) -> None:
         super().__init__()

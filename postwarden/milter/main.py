@@ -186,8 +186,8 @@ def _start(args: argparse.Namespace, address: ListenAddress) -> _Running:
     key_watch.start()
     link.start(watcher.poke)
     threading.Thread(target=_reload_on_usr1, args=(watcher,), name="reload", daemon=True).start()
-    PostwardenMilter.view = staticmethod(lambda: published.value)  # type: ignore[assignment]
-    PostwardenMilter.record = staticmethod(recorder.record)  # type: ignore[assignment]
+    PostwardenMilter.view = staticmethod(lambda: published.value)
+    PostwardenMilter.record = staticmethod(recorder.record)
     interval = sdnotify.watchdog_interval()
     if interval:
         threading.Thread(

@@ -405,7 +405,7 @@ class Record(Kind):
         """Yield ``(name, kind, default, doc)`` for every setting of the record."""
         for f in dataclasses.fields(self.cls):
             if "kind" in f.metadata:
-                default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+                default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[operator]
                 yield f.name, f.metadata["kind"], default, f.metadata["doc"]
 
     def read(self, node: yaml.Node, path: Path, report: Report) -> Any:

@@ -17,7 +17,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ISOLATE = ROOT / "tools" / "isolate-postfix-config"
-TESTS = ("tests/unit/test_routing.py", "tests/integration/test_postscreen.py")
+TESTS = (
+    "tests/unit/test_routing.py::test_a_route_to_this_server_is_refused",
+    "tests/integration/test_postscreen.py::test_postscreen_table",
+)
 # Were it read, this host would be another one, with no listener on port 25 and a queue
 # directory that does not exist.
 HOSTILE_MAIN_CF = """\
