@@ -193,9 +193,9 @@ def _route_recipient(
         why_not.append(f"no inbound rule of {whose} takes {wanted} mail")
     if direction in (Direction.OUTBOUND, Direction.INTERNAL):
         sender_policy = snapshot.policy_for(domain_of(sender))
-        for rule in sender_policy.block.outbound_routing if sender_policy else ():
-            if rule.condition == wanted and rule.action == "change-route":
-                return _moved(address, params, rule.route, rule.name)
+        for out_rule in sender_policy.block.outbound_routing if sender_policy else ():
+            if out_rule.condition == wanted and out_rule.action == "change-route":
+                return _moved(address, params, out_rule.route, out_rule.name)
         whose = sender_policy.owner if sender_policy and sender_policy.owner else "the sender"
         why_not.append(f"no outbound change-route rule of {whose} takes {wanted} mail")
     if direction is Direction.RELAY:
