@@ -124,6 +124,7 @@ POLICYD_FAMILIES = {
     "postwarden_policy_decisions_total",
     "postwarden_policy_seconds",
     "postwarden_socketmap_lookups_total",
+    "postwarden_unknown_recipient_admissions_refused_total",
 }
 MILTER_FAMILIES = {
     "postwarden_milter_messages_total",
@@ -131,8 +132,13 @@ MILTER_FAMILIES = {
     "postwarden_dkim_signatures_total",
     "postwarden_spam_tags_total",
     "postwarden_gateway_blocks_total",
+    "postwarden_gateway_unknown_origins_total",
 }
-SHARED = {"postwarden_settings_reloads_total", "postwarden_internal_errors_total"}
+SHARED = {
+    "postwarden_settings_reloads_total",
+    "postwarden_settings_refused_total",
+    "postwarden_internal_errors_total",
+}
 
 
 def _families(text: str) -> set[str]:
