@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from starlette.responses import Response
 from starlette.routing import Route
@@ -26,7 +27,9 @@ def _gateway(ctx: Ctx, *, error: str = "", status: int = 200) -> Response:
     _, gw = gateway.show(ctx.admin(), _domain(ctx))
     ips = "\n".join(e.text for e in gw.ips)
     if ctx.form is not None:  # a refused save: show what was submitted, to correct it
-        submitted = {name: ctx.field(name) == "on" for name in ("enabled", *gateway.SWITCHES)}
+        submitted: dict[str, Any] = {
+            name: ctx.field(name) == "on" for name in ("enabled", *gateway.SWITCHES)
+        }
         gw = replace(gw, route=ctx.field("route"), **submitted)
         ips = ctx.field("ips")
     return domain_page(
