@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from postwarden.admin import spam_rules
 from postwarden.cli import _settings
@@ -73,7 +74,7 @@ def run(env: Environment, args: argparse.Namespace) -> ExitStatus:
 
 def _list(env: Environment, args: argparse.Namespace) -> ExitStatus:
     view, rules = spam_rules.rules(_settings.admin(env), args.domain)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"name": r.name, "field": r.field, "pattern": r.pattern, "enabled": r.enabled}
         for r in rules
     ]
@@ -131,7 +132,7 @@ def _test(env: Environment, args: argparse.Namespace) -> ExitStatus:
     body_limit = admin.read().settings.spam_filter.body_limit
     text = MessageText(message.headers, message.body, body_limit)
     in_use = {r.name for r in rules if r.enabled and block.spam_rules_enabled}
-    matches = [
+    matches: list[dict[str, Any]] = [
         {
             "rule": m.rule,
             "field": m.field,

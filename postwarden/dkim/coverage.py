@@ -73,8 +73,7 @@ def coverage(
     result = []
     for domain in hosted_domains(settings):
         rows = keys.get(domain, ())
-        warnings = [_key_warning(row, settings, now) for row in rows]
-        warnings = [w for w in warnings if w]
+        warnings = [w for row in rows if (w := _key_warning(row, settings, now))]
         enabled = _block(settings, domain).dkim.enabled
         own, fallback = signing.get(domain), signing.get(primary)
         key = own or fallback

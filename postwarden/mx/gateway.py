@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 from postwarden.mx.lookup import MailHosts, MxLookupFailed, mail_hosts
 from postwarden.settings.snapshot import DomainPolicy, Snapshot
@@ -78,7 +79,7 @@ def check_gateway_mx(
     domain: str, policy: DomainPolicy, *, nameserver: str | None, timeout: float
 ) -> GatewayMx:
     gateway = policy.block.gateway
-    base = {
+    base: dict[str, Any] = {
         "domain": domain,
         "gateway_on": gateway.enabled,
         "only_from_gateway": gateway.only_from_gateway,
