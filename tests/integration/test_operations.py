@@ -125,6 +125,7 @@ POLICYD_FAMILIES = {
     "postwarden_policy_seconds",
     "postwarden_socketmap_lookups_total",
     "postwarden_unknown_recipient_admissions_refused_total",
+    "postwarden_connections_refused_total",
 }
 MILTER_FAMILIES = {
     "postwarden_milter_messages_total",
@@ -133,6 +134,8 @@ MILTER_FAMILIES = {
     "postwarden_spam_tags_total",
     "postwarden_gateway_blocks_total",
     "postwarden_gateway_unknown_origins_total",
+    "postwarden_dkim_key_checks_total",
+    "postwarden_dkim_keys_failing",
 }
 SHARED = {
     "postwarden_settings_reloads_total",
