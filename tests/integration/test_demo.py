@@ -29,6 +29,14 @@ def _environment(run: Path, ports: dict[str, int]) -> dict[str, str]:
     return env
 
 
+def _ports() -> dict[str, int]:
+    """A distinct free port for each (free_port() may give the same one twice)."""
+    ports: dict[str, int] = {}
+    while len(set(ports.values())) < len(PORTS):
+        ports = {name: free_port() for name in PORTS}
+    return ports
+
+
 def _leftovers(run: Path) -> str:
     return subprocess.run(
         ["pgrep", "-af", str(run)], capture_output=True, text=True, check=False
@@ -37,7 +45,7 @@ def _leftovers(run: Path) -> str:
 
 def test_make_run_shows_the_three_outcomes(traversable_tmp: Path) -> None:
     run = traversable_tmp / "run"
-    ports = {name: free_port() for name in PORTS}  # not the defaults: tests run side by side
+    ports = _ports()  # not the defaults: tests run side by side
     demo = subprocess.Popen(
         [sys.executable, "-m", "tests.demo"],
         cwd=ROOT,
@@ -86,7 +94,7 @@ def test_make_run_shows_the_three_outcomes(traversable_tmp: Path) -> None:
 
 def test_a_busy_port_is_named_and_nothing_starts(traversable_tmp: Path) -> None:
     run = traversable_tmp / "run"
-    ports = {name: free_port() for name in PORTS}
+    ports = _ports()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", ports["policy"]))
         busy.listen()
