@@ -82,7 +82,7 @@ def setup(program: str, *, level: str = "info", syslog: bool = False) -> None:
         os.register_at_fork(after_in_child=_note_fork)
         _forks_noted.append(True)
     _note_fork()
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

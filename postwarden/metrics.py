@@ -220,4 +220,21 @@ def _declare(target: CollectorRegistry) -> None:
     )
 
 
+# The metrics, by name: bound by _declare() (again in a daemon with worker processes).
+POLICY_DECISIONS: Counter
+POLICY_SECONDS: Histogram
+SOCKETMAP_LOOKUPS: Counter
+MILTER_MESSAGES: Counter
+MILTER_SECONDS: Histogram
+DKIM_SIGNATURES: Counter
+SPAM_TAGS: Counter
+GATEWAY_BLOCKS: Counter
+GATEWAY_UNKNOWN_ORIGINS: Counter
+ADMISSIONS_REFUSED: Counter
+SETTINGS_REFUSED: Counter
+RELOADS: Counter
+ERRORS: Counter
+DKIM_KEY_CHECKS: Counter
+DKIM_KEYS_FAILING: Gauge
+CONNECTIONS_REFUSED: Counter
 _declare(registry)

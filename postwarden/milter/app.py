@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -77,6 +78,7 @@ class PostwardenMilter(Milter.Base):
     # Set by main() for the process: the view in force and the block recorder.
     view: ClassVar[staticmethod[[], MilterView]]
     record: ClassVar[staticmethod[[BlockEvent], None]]
+    hasher: BodyHasher | None  # the body's DKIM hash, for trusted clients' mail
 
     def __init__(self) -> None:
         super().__init__()
@@ -189,8 +191,10 @@ class PostwardenMilter(Milter.Base):
         return Milter.CONTINUE
 
     def _reset(self) -> None:
-        self.facts, self.chunks, self.body_size, self.body_cap = None, [], 0, 0
-        self.hasher: BodyHasher | None = None
+        self.facts = None
+        self.chunks: list[bytes] = []
+        self.body_size, self.body_cap = 0, 0
+        self.hasher = None
 
 
 # -- the low-level callbacks: one Python call each -----------------------------------------
