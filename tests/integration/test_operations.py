@@ -154,5 +154,7 @@ def test_each_daemon_exports_only_its_own_metric_families(
     running: tuple[Installation, Policyd, MilterDaemon],
 ) -> None:
     _, policyd, milter = running
-    assert _families(_metrics(policyd.metrics_port)) == POLICYD_FAMILIES | SHARED
+    # policyd's workers count in files: a family shows once a worker touched it
+    served = _families(_metrics(policyd.metrics_port))
+    assert served and served <= POLICYD_FAMILIES | SHARED, served
     assert _families(_metrics(milter.metrics_port)) == MILTER_FAMILIES | SHARED
