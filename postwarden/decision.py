@@ -8,7 +8,8 @@ Description:
     :func:`decide_recipient` (RCPT time, policyd) runs :data:`STEPS` in order; the first step
     with an answer decides. Two exemptions come first: a recipient domain that is not hosted
     is left to Postfix's relay control, and trusted clients (SASL-authenticated, or in
-    ``trusted_networks``) are never judged by the lists. Then, as in DESIGN.md:
+    ``trusted_networks``) are never judged by the lists. Then (README "How a decision is
+    made"):
 
     1. an incoming TLS policy names the sender's domain and the session is plaintext: reject
     2. client IP in ``allowed_ips``: accept (``OK``), which beats the blocked list and gateway
@@ -62,7 +63,7 @@ class Rule(enum.Enum):
 
 
 class Direction(enum.Enum):
-    """Internal or external, decided per recipient (DESIGN.md "Internal and external")."""
+    """Internal or external, decided per recipient (README "How a decision is made")."""
 
     INTERNAL = "internal"
     INBOUND = "external-inbound"

@@ -1,4 +1,6 @@
-"""postwarden-policyd answering a real Postfix: DESIGN.md's decision table as SMTP replies.
+"""postwarden-policyd answering a real Postfix: the decision table as SMTP replies.
+
+The table is README's "How a decision is made".
 
 Every test sends real SMTP to a private Postfix instance whose port-25 listener was wired by
 ``postwarden postfix-config --apply``; the daemon runs as the unprivileged service user.

@@ -1,4 +1,4 @@
-"""`postwarden explain` gives DESIGN.md's decision table, row by row."""
+"""`postwarden explain` gives the decision table (README "How a decision is made"), row by row."""
 
 from __future__ import annotations
 
