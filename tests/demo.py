@@ -48,7 +48,7 @@ from postwarden.dkim import keys
 from postwarden.dkim.store import DkimKeys
 from postwarden.server import ListenAddress
 from postwarden.settings.load import dump, load_text
-from postwarden.settings.state import StateDB
+from postwarden.state.db import StateDB
 from postwarden.util.privileges import as_owner_of
 from tests.harness import (
     PostfixInstance,
