@@ -140,6 +140,7 @@ class DemoInstallation(Installation):
         self.base = run
         self.user = user
         self.running = []
+        self.store, self.node = None, ""  # this host's files, no shared store
         self.postfix_config_dir = None  # MAIL_CONFIG: the session's; wire() names the demo's
         self.settings = run / "settings.yaml"
         self.state_dir = run / "state"

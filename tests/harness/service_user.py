@@ -156,16 +156,27 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on `host`, below the kernel's ephemeral range (no clash with clients)."""
+    """A TCP port free on `host`, below the kernel's ephemeral range (no clash with clients).
+
+    Never the same port twice in one test run: a port is chosen before its server binds it
+    (a fleet picks some thirty before the first starts), so "free now" alone lets two
+    listeners of one test draw the same number.
+    """
     family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
     for _ in range(200):
         port = random.randrange(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind((host, port))
             except OSError:
                 continue
+            _handed_out.add(port)
             return port
     raise RuntimeError(f"no free port on {host} in {_PORT_RANGE}")
 
