@@ -32,6 +32,7 @@ def wait_until(
     *,
     proc: subprocess.Popen[Any] | None = None,
     interval: float = 0.02,
+    details: Callable[[], str] = str,
 ) -> T:
     """Call *condition* until it returns a true value, and return that value.
 
@@ -46,5 +47,7 @@ def wait_until(
         if proc is not None and proc.poll() is not None:
             raise ProcessExitedError(f"{what}: process {proc.pid} exited with {proc.returncode}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached after {timeout}s (last: {value!r})")
+            raise TimeoutError(
+                f"{what}: not reached after {timeout}s (last: {value!r}){details()}"
+            )
         time.sleep(interval)

@@ -13,7 +13,6 @@ import hashlib
 import os
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from postwarden.settings.load import dump
 from postwarden.settings.store import read_settings
 from tests.harness import PostfixInstance, ServiceUser, SmtpSink, send
 from tests.harness.postgres import INTRUDER_PASSWORD, PostgresCluster
+from tests.harness.wait import wait_until
 from tests.integration.daemons import Installation, Policyd
 from tests.integration.dns import DnsServer, running_dns_server
 from tests.integration.fleet import Fleet, running_fleet
@@ -39,21 +39,6 @@ pytestmark = pytest.mark.postfix
 EXAMPLE = Path(__file__).resolve().parents[2] / "postfix-conf" / "settings.example.yaml"
 BLOCKED = "203.0.113.0/24"
 PROBE = "203.0.113.99"  # asked of every worker directly: is the block in force?
-
-
-def wait_until(
-    condition: Callable[[], object],
-    what: str,
-    timeout: float = 20.0,
-    details: Callable[[], str] = str,
-) -> object:
-    """Poll *condition* until it holds (tests wait for the thing itself, never a time)."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached after {timeout}s (last: {value!r}){details()}")
-        time.sleep(0.05)
-    return value
 
 
 def _counts(fleet: Fleet, clients: list[str]) -> dict[str, int]:
@@ -270,7 +255,11 @@ def test_with_the_database_down_mail_flows_edits_are_refused_and_nothing_is_lost
     refuse_some()
     for node in fleet.nodes:
         node.postfix.wait_for_mailbox("alice@hosted.test", 2)
-        assert node.spooled_blocks(f"203.0.113.{20 + int(node.name[-1])}") == sent[node.name]
+        # Blocks reach the spool through the writer's queue, a moment after the refusal.
+        wait_until(
+            lambda n=node: n.spooled_blocks(f"203.0.113.{20 + int(n.name[-1])}") == sent[n.name],
+            f"{node.name}'s refusals in its spool",
+        )
     pg_cluster.start()
     wait_until(
         lambda: sum(n.spool_backlog() for n in fleet.nodes) == 0,
