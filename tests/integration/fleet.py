@@ -128,7 +128,8 @@ class Fleet:
 
     def sql(self, statement: str, *params: object) -> list[tuple[object, ...]]:
         with psycopg.connect(self.url.split("?")[0], autocommit=True) as conn:
-            return conn.execute(statement, params or None).fetchall()
+            cursor = conn.execute(statement, params or None)
+            return cursor.fetchall() if cursor.description is not None else []
 
     def digest(self) -> str:
         """The digest of the newest settings version in the database."""

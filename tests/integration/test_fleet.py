@@ -224,6 +224,24 @@ def _verifies(raw: bytes, dns_server: DnsServer) -> bool:
     return bool(dkim.verify(raw, dnsfunc=dnsfunc))
 
 
+def test_without_notifications_every_node_applies_an_edit_by_polling(
+    traversable_tmp: Path,
+    service_user: ServiceUser,
+    pg_url: str,
+    postfix_factory: Callable[..., PostfixInstance],
+) -> None:
+    url = f"{pg_url}?poll_seconds=1"
+    with running_fleet(traversable_tmp, service_user, url, postfix_factory) as fleet:
+        # What a pooler in transaction mode does to LISTEN: no announcement ever arrives.
+        fleet.sql("ALTER TABLE settings_versions DISABLE TRIGGER settings_announce")
+        fleet.nodes[1].inst.cli("block", "add", BLOCKED)
+        digest = fleet.digest()
+        wait_until(lambda: fleet.all_apply(digest), "every node polls the new settings")
+        for node in fleet.nodes:
+            wait_until(lambda n=node: n.refuses(PROBE), f"every worker of {node.name}")
+            assert inbound(node.postfix, "203.0.113.40") == 554
+
+
 def test_with_the_database_down_mail_flows_edits_are_refused_and_nothing_is_lost(
     fleet: Fleet, pg_cluster: PostgresCluster
 ) -> None:

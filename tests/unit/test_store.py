@@ -56,6 +56,18 @@ def test_target_keeps_our_parameter_from_libpq_and_the_password_from_messages() 
     assert "connect_timeout=3" in target.conninfo and "sslmode=require" in target.conninfo
     assert target.shown == "postgresql://u@[::1]:6432/d"
     assert describe("postgresql://h/d") == "postgresql://h/d"
+    assert target.poll_seconds == 30
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "nan", "inf", "soon", "86401"])
+def test_a_poll_interval_that_is_no_sensible_number_of_seconds_is_refused(value: str) -> None:
+    with pytest.raises(BadStoreUrl, match=f"poll_seconds='{value}' is not a number of seconds"):
+        Target.parse(f"postgresql://u:secret@h/d?poll_seconds={value}")
+
+
+def test_the_poll_interval_is_ours_not_libpq_s() -> None:
+    target = Target.parse("postgresql://h/d?poll_seconds=2.5")
+    assert target.poll_seconds == 2.5 and "poll_seconds" not in target.conninfo
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,11 @@ Description:
     added unless given. Keep the password out of the URL: libpq reads it from a password
     file (``passfile=`` parameter, or ``PGPASSFILE``), and client certificates work too.
 
-    postwarden's own parameter ``dkim_key_file=PATH`` (removed before libpq sees the URL)
-    names the file whose key encrypts DKIM private keys in the database
-    (:mod:`~postwarden.store.pg.secrets`).
+    postwarden's own parameters are removed before libpq sees the URL:
+    ``dkim_key_file=PATH`` names the file whose key encrypts DKIM private keys in the
+    database (:mod:`~postwarden.store.pg.secrets`); ``poll_seconds=N`` (default 30, at
+    least 1) is how often a daemon compares versions when no notification came (a
+    connection pooler in transaction mode drops ``LISTEN``).
 
 Errors:
     :func:`unavailable` turns a connection failure into
@@ -30,7 +32,8 @@ from postwarden.state.db import StateError
 from postwarden.store.base import BadStoreUrl, StoreUnavailable
 
 CONNECT_TIMEOUT = 3
-OWN_PARAMETERS = ("dkim_key_file",)
+OWN_PARAMETERS = ("dkim_key_file", "poll_seconds")
+POLL_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Target:
     conninfo: str
     shown: str
     dkim_key_file: str | None = None
+    poll_seconds: float = POLL_SECONDS
 
     @classmethod
     def parse(cls, url: str) -> Target:
@@ -55,7 +59,23 @@ class Target:
         if "application_name" not in names:
             rest.append(("application_name", "postwarden"))
         conninfo = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(rest)))
-        return cls(conninfo, describe(url), own.get("dkim_key_file"))
+        return cls(conninfo, describe(url), own.get("dkim_key_file"), _poll_seconds(url, own))
+
+
+def _poll_seconds(url: str, own: dict[str, str]) -> float:
+    text = own.get("poll_seconds")
+    if text is None:
+        return POLL_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 1 <= seconds <= 86_400:
+        raise BadStoreUrl(
+            f"--store: {describe(url)}: poll_seconds={text!r} is not a number of seconds"
+            " from 1 to 86400"
+        )
+    return seconds
 
 
 def describe(url: str) -> str:

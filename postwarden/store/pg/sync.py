@@ -12,9 +12,10 @@ Description:
     the store's channel (a trigger announces every new settings version and every change of
     DKIM keys at commit), fetches what changed, replaces the cached file atomically and
     pokes the daemon's settings watcher, which compiles the new snapshot off the event loop.
-    Every :data:`POLL_SECONDS` it also compares versions without a notification (a lost
-    notification, a connection through a pooler that drops ``LISTEN``). A lost connection
-    is logged once, retried with back-off, and the daemon goes on with what it has.
+    Every ``poll_seconds`` of the store URL (30 by default) it also compares versions without
+    a notification (a lost notification, a connection through a pooler that drops
+    ``LISTEN``). A lost connection is logged once, retried with back-off, and the daemon
+    goes on with what it has.
 
 Errors:
     :meth:`DocumentSync.first` raises
@@ -46,7 +47,6 @@ from postwarden.store.pg.connect import Target, connect
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 30.0
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 CACHE_DIR = "cache"
 
@@ -164,7 +164,7 @@ class DocumentSync:
                 heard.update(n.payload for n in conn.notifies(timeout=0.0))
             else:
                 waited += 1.0
-                if waited < POLL_SECONDS:
+                if waited < self.target.poll_seconds:
                     continue
                 heard = {"settings", "dkim"}
             waited = 0.0
