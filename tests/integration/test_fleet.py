@@ -267,9 +267,10 @@ def test_with_the_database_down_mail_flows_edits_are_refused_and_nothing_is_lost
     shown = fleet.url.replace(":pw-fleet-secret", "")
     assert f"the settings database {shown.split('?')[0]} is unavailable" in refused.stderr
     assert "pw-fleet-secret" not in refused.stderr
-    node3.policyd.stop()
-    node3.policyd.start()  # starts on its cached settings
-    assert "starting on the settings cached" in node3.policyd.log_text()
+    for daemon in (node3.policyd, node3.milter):
+        daemon.stop()
+        daemon.start()  # starts on its cached settings
+        assert "starting on the settings cached" in daemon.log_text()
     refuse_some()
     for node in fleet.nodes:
         node.postfix.wait_for_mailbox("alice@hosted.test", 2)
