@@ -249,9 +249,7 @@ def _verify(env: Environment, args: argparse.Namespace) -> ExitStatus:
         nameserver=nameserver,
         timeout=timeout,
         lookup=check_record,
-        prove=lambda d, s, key: dkim_probe.prove_signature(
-            d, s, key, nameserver=nameserver, timeout=timeout
-        ),
+        prove=dkim_probe.prover(nameserver=nameserver, timeout=timeout),
     )
     result, domain, selector = done.result, done.domain, done.row.selector
     data = {

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from postwarden.dkim.dnscheck import DEFAULT_TIMEOUT, CheckResult, Outcome, check_record
@@ -178,3 +178,12 @@ def prove_signature(
     """A probe signed with *key* by the milter's signer, verified by dkimpy through DNS."""
     raw = sign_with_key(probe_message(domain), domain, selector, key)
     return verify_message(raw, nameserver=nameserver, timeout=timeout)
+
+
+def prover(
+    *, nameserver: str | None, timeout: float
+) -> Callable[[str, str, PrivateKey], ReceiverVerdict]:
+    """:func:`prove_signature` through *nameserver*: what ``dkim verify`` needs to activate."""
+    return lambda domain, selector, key: prove_signature(
+        domain, selector, key, nameserver=nameserver, timeout=timeout
+    )

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from postwarden.admin import dkim
 from postwarden.errors import PostwardenError
+from postwarden.milter import dkim_probe
 from postwarden.web.pages._common import domain_page, refusal
 from postwarden.web.render import Ctx, handler
 
@@ -86,15 +87,23 @@ def _verify(ctx: Ctx) -> Response:
             selector=selector,
             nameserver=config.dkim_nameserver,
             timeout=config.dkim_timeout,
+            # Authenticated means a real signature verifies, as on the command line.
+            prove=dkim_probe.prover(nameserver=config.dkim_nameserver, timeout=config.dkim_timeout),
         )
     except PostwardenError as exc:
         return _page(ctx, error=refusal(exc), status=400)
     result = done.result
-    if result.ok:
+    if done.ok:
         headline = f"Authenticated: {done.domain} now signs with selector {done.row.selector}."
         if done.retired:
             headline += f" Selector {done.retired.selector} is retired."
-        outcome = Outcome(True, headline, f"{result.detail}.")
+        outcome = Outcome(True, headline, f"{done.detail}.")
+    elif result.ok:  # the record matches, yet a signature made with the key does not verify
+        outcome = Outcome(
+            False,
+            "Not authenticated: a signature made with the key does not verify.",
+            f"{done.detail}.",
+        )
     else:
         outcome = Outcome(
             False,
