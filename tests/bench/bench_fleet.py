@@ -16,6 +16,7 @@ calls the database, so the two should be equal within noise (target: within 10 %
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import statistics
 import subprocess
@@ -32,7 +33,7 @@ from postwarden.store import AuditNote
 from postwarden.store.pg.store import PgStore
 from tests.bench.bench_policyd import _cpu_seconds, _free_port, _measure, _requests
 from tests.bench.bench_settings import ENTRIES, _entries, _probes
-from tests.harness import wait_for_port
+from tests.harness import ensure_service_user, wait_for_port
 from tests.harness.postgres import PostgresCluster
 
 EDITS = 40
@@ -44,7 +45,12 @@ NOTE = AuditNote("bench", "command", "bench")
 
 
 def _policyd(argv: list[str], tmp: Path, name: str) -> tuple[subprocess.Popen[bytes], int]:
+    """policyd started by root, as systemd would: it drops to the service user itself."""
     port = _free_port()
+    state = tmp / name
+    state.mkdir(exist_ok=True)
+    user = ensure_service_user()
+    os.chown(state, user.uid, user.gid)
     daemon = subprocess.Popen(
         [
             sys.executable,
@@ -150,6 +156,7 @@ def main() -> None:
         url = cluster.url(cluster.new_database())
         with tempfile.TemporaryDirectory() as name:
             tmp = Path(name)
+            tmp.chmod(0o755)  # the service user reaches its state directories in it
             store = PgStore(url, tmp / "cli")
             store.initialize()
             small = Settings(primary_domain="example.com", domains={"example.com": DomainBlock()})
