@@ -8,12 +8,14 @@ Description:
     twenty times (a header field each), and pymilter's generic dispatch (a lambda, byte
     decoding by reflection, a reply-mode wrapper) cost more than the rest of the callback.
 
-    Callbacks that never change the outcome (connect, MAIL, RCPT, each header) are
-    negotiated as "no reply" and steps that are not needed (HELO, DATA, unknown commands,
-    end of headers) are switched off, so Postfix waits for us only at end of body and end
-    of message. The body: for a trusted client (whose mail may be signed) it streams into
+    Callbacks that never change the outcome (connect, MAIL, RCPT, each header, each body
+    chunk) are negotiated as "no reply" and steps that are not needed (HELO, DATA, unknown
+    commands, end of headers) are switched off, so Postfix waits for us only at end of
+    message. The body: for a trusted client (whose mail may be signed) it streams into
     the DKIM body hash and is not kept; otherwise it is kept up to four times the spam
-    filter's cap and Postfix is told to skip the rest (``SKIP``).
+    filter's cap and the rest is dropped as it arrives (an MTA that cannot skip replies is
+    told to skip the rest instead, ``SKIP``): a reply per chunk would cost every message a
+    round trip to save copying the tail of a large one.
 
 Protocol:
     Actions negotiated: add header, change header (delete), add recipient with ESMTP
@@ -62,7 +64,9 @@ FLAGS = (
 )
 # Steps Postfix need not send at all, and callbacks it need not wait for.
 _SKIPPED = Milter.P_NOHELO | Milter.P_NODATA | Milter.P_NOUNKNOWN | Milter.P_NOEOH
-_NO_REPLY = Milter.P_NR_CONN | Milter.P_NR_MAIL | Milter.P_NR_RCPT | Milter.P_NR_HDR
+_NO_REPLY = (
+    Milter.P_NR_CONN | Milter.P_NR_MAIL | Milter.P_NR_RCPT | Milter.P_NR_HDR | Milter.P_NR_BODY
+)
 _MACROS = (  # per stage, the macros we read (Postfix sends nothing else)
     (Milter.M_CONNECT, ()),
     (Milter.M_ENVFROM, ("{auth_authen}", "{daemon_name}")),
@@ -91,7 +95,8 @@ class PostwardenMilter(Milter.Base):
         """Choose the protocol options among those Postfix offers (see the docstring)."""
         self._actions, offered = opts[0], opts[1]
         no_reply = _NO_REPLY if offered & _NO_REPLY == _NO_REPLY else 0
-        opts[1] = self._protocol = offered & (_SKIPPED | no_reply | Milter.P_SKIP)
+        skip = 0 if no_reply else Milter.P_SKIP  # without body replies there is no SKIP
+        opts[1] = self._protocol = offered & (_SKIPPED | no_reply | skip)
         opts[2] = opts[3] = 0
         self.noreply = Milter.NOREPLY if no_reply else Milter.CONTINUE
         if self._actions & Milter.SETSYMLIST:
@@ -122,17 +127,19 @@ class PostwardenMilter(Milter.Base):
     def body(self, chunk: bytes) -> int:
         facts = self.facts
         if facts is None:
-            return Milter.CONTINUE
+            return self.noreply
         if self.hasher is None and not self.body_cap:
             self._start_body(facts)
         if self.hasher is not None:
             self.hasher.update(chunk)
-            return Milter.CONTINUE
+            return self.noreply
         if self.body_size + len(chunk) > self.body_cap:
             chunk = chunk[: self.body_cap - self.body_size]
         self.chunks.append(chunk)
         self.body_size += len(chunk)
-        return Milter.SKIP if self.body_size >= self.body_cap else Milter.CONTINUE
+        if self.body_size >= self.body_cap and self.noreply == Milter.CONTINUE:
+            return Milter.SKIP
+        return self.noreply
 
     def _start_body(self, facts: MessageFacts) -> None:
         """Hash the body to sign it (trusted clients); keep what the spam rules read else."""

@@ -47,7 +47,5 @@ def wait_until(
         if proc is not None and proc.poll() is not None:
             raise ProcessExitedError(f"{what}: process {proc.pid} exited with {proc.returncode}")
         if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"{what}: not reached after {timeout}s (last: {value!r}){details()}"
-            )
+            raise TimeoutError(f"{what}: not reached after {timeout}s (last: {value!r}){details()}")
         time.sleep(interval)
