@@ -355,6 +355,27 @@ def test_import_then_export_round_trips_the_example_settings(
                 conn.execute(f"SELECT * FROM {table}")
 
 
+def test_a_single_host_moves_to_the_database_settings_and_dkim_key_as_the_readme_says(
+    traversable_tmp: Path, service_user: ServiceUser, pg_url: str
+) -> None:
+    host = Installation(traversable_tmp / "host", service_user)  # file store, hosted.test
+    with running_dns_server(("hosted.test",)) as dns_server:
+        created = host.cli_json("dkim", "create", "--selector", "old")
+        dns_server.set_txt(created["host"], created["txt_strings"])
+        host.cli("dkim", "verify", "--nameserver", dns_server.address)
+        # README "Fleet": store init, store import, then each key with dkim import + verify.
+        host.cli("--store", pg_url, "store", "init")
+        host.cli("--store", pg_url, "store", "import", str(host.settings))
+        pem = host.state_dir / "dkim" / "hosted.test" / "old.pem"
+        host.cli("--store", pg_url, "dkim", "import", "--selector", "old", "--key-file", str(pem))
+        moved = host.cli_json(
+            "--store", pg_url, "dkim", "verify", "--nameserver", dns_server.address
+        )
+    assert moved["ok"] is True
+    shown = host.cli_json("--store", pg_url, "dkim", "show")
+    assert shown["signing_selector"] == "old"
+
+
 def test_daemons_name_the_database_when_they_cannot_start(
     traversable_tmp: Path, service_user: ServiceUser, pg_url: str, pg_cluster: PostgresCluster
 ) -> None:
