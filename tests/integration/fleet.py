@@ -73,7 +73,8 @@ class Node:
         path = self.inst.state_dir / "spool.db"
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             rows = db.execute("SELECT line FROM events WHERE kind = 'block'").fetchall()
-        return sum(1 for (line,) in rows if line.split("\t")[3] == client_ip)
+        lines = (line for (text,) in rows for line in text.splitlines())
+        return sum(1 for line in lines if line.split("\t")[3] == client_ip)
 
     def spool_backlog(self, kind: str = "%") -> int:
         """Events waiting in the node's spool (of *kind*: 'block' or 'decision')."""
@@ -81,7 +82,7 @@ class Node:
         if not path.exists():
             return 0
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            query = "SELECT count(*) FROM events WHERE kind LIKE ?"
+            query = "SELECT coalesce(sum(n), 0) FROM events WHERE kind LIKE ?"
             return int(db.execute(query, (kind,)).fetchone()[0])
 
 

@@ -3,7 +3,8 @@
 Description:
     A daemon records blocks and decisions through its state writer as on a single host; with
     a shared store the writer puts them in the node's spool, ``STATE_DIR/spool.db`` (SQLite,
-    WAL), each under a sequence number, and never waits for the database. The spool has a
+    WAL), each of its batches as one row per kind under a sequence number (a row per event
+    cost an SQLite insert per request), and never waits for the database. The spool has a
     random node id, made when it is created: the node's identity in the database.
     (Unknown-recipient notes stay in the node's ``state.db``: only its own milter asks. The
     IP list entries' listing times are kept by the edits themselves.)
@@ -19,7 +20,7 @@ Description:
     keeps shipping cheap for the daemon and the database alike. A batch shipped twice (the
     process died between the commit and the removal; two daemons of a node shipping at
     once) is therefore counted once, and nothing is lost while the database is away: the
-    spool grows up to :data:`MAX_ROWS` (then new events are dropped, counted and logged)
+    spool grows up to :data:`MAX_EVENTS` (then new events are dropped, counted and logged)
     and drains when it returns. The same
     transaction copies the node's daemon status rows (which version each daemon answers
     with) and applies the retention limits of the block history and the decision log once
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 
 SPOOL = "spool.db"
 BATCH = 20_000
-MAX_ROWS = 1_000_000
+MAX_EVENTS = 1_000_000
 SHIP_SECONDS = 0.25
 HEARTBEAT_SECONDS = 30.0
 PRUNE_SECONDS = 3600.0
@@ -65,9 +66,9 @@ LOG_TABLES = ("block_attempts", "decisions")
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    # line: a COPY text row of BLOCK_COLUMNS (kind 'block') or DECISION_COLUMNS ('decision')
-    "CREATE TABLE IF NOT EXISTS events ("
-    " seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, line TEXT NOT NULL)",
+    # line: n COPY text rows of BLOCK_COLUMNS (kind 'block') or DECISION_COLUMNS ('decision')
+    "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " kind TEXT NOT NULL, line TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 1)",
 )
 BLOCK_COLUMNS = "time, domain, entry, client_ip, sender, recipient, source"
 DECISION_COLUMNS = (
@@ -75,7 +76,7 @@ DECISION_COLUMNS = (
 )
 # COPY's text format: these characters are escaped, the fields joined by tabs.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-Row = tuple[int, str, str]
+Row = tuple[int, str, str, int]  # seq, kind, lines, how many
 
 
 def node_name() -> str:
@@ -88,6 +89,9 @@ def _prepare(conn: sqlite3.Connection) -> None:
     with transaction(conn):
         for statement in _SCHEMA:
             conn.execute(statement)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+        if "n" not in columns:  # a spool of an event per row: each row holds one
+            conn.execute("ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 1")
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('node_id', ?)", (uuid.uuid4().hex,))
 
 
@@ -108,26 +112,52 @@ class Spool:
         return str(self.conn.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()[0])
 
     def add(self, events: Iterable[Event]) -> int:
-        """Buffer blocks and decisions; how many were dropped because the spool is full."""
-        rows = [row for row in map(_spooled, events) if row is not None]
-        if not rows:
+        """Buffer blocks and decisions; how many were dropped because the spool is full.
+
+        One row per kind; when the spool is nearly full, blocks are kept before decisions.
+        """
+        lines: dict[str, list[str]] = {"block": [], "decision": []}
+        for spooled in map(_spooled, events):
+            if spooled is not None:
+                lines[spooled[0]].append(spooled[1])
+        wanted = sum(map(len, lines.values()))
+        if not wanted:
             return 0
+        kept = 0
         with transaction(self.conn):
-            room = max(MAX_ROWS - self.backlog(), 0)
-            self.conn.executemany("INSERT INTO events (kind, line) VALUES (?, ?)", rows[:room])
-        return max(len(rows) - room, 0)
+            room = max(MAX_EVENTS - self.backlog(), 0)
+            for kind, batch in lines.items():
+                taken = batch[: room - kept]
+                if taken:
+                    self.conn.execute(
+                        "INSERT INTO events (kind, line, n) VALUES (?, ?, ?)",
+                        (kind, "".join(taken), len(taken)),
+                    )
+                    kept += len(taken)
+        return wanted - kept
 
     def pending(self, limit: int = BATCH) -> list[Row]:
-        return self.conn.execute(
-            "SELECT seq, kind, line FROM events ORDER BY seq LIMIT ?", (limit,)
-        ).fetchall()
+        """The oldest rows, up to about *limit* events (always one row when there is one)."""
+        rows: list[Row] = []
+        count = 0
+        cursor = self.conn.execute("SELECT seq, kind, line, n FROM events ORDER BY seq")
+        try:
+            for row in cursor:
+                rows.append(row)
+                count += row[3]
+                if count >= limit:
+                    break
+        finally:
+            cursor.close()
+        return rows
 
     def forget(self, upto: int) -> None:
         with transaction(self.conn):
             self.conn.execute("DELETE FROM events WHERE seq <= ?", (upto,))
 
     def backlog(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM events").fetchone()[0])
+        """Events waiting."""
+        return int(self.conn.execute("SELECT coalesce(sum(n), 0) FROM events").fetchone()[0])
 
 
 def _spooled(event: Event) -> tuple[str, str] | None:
@@ -174,7 +204,7 @@ class SpoolingWriter(StateWriter):
         dropped = self._spool.add(events)
         if dropped:
             self.dropped += dropped
-            self._log_error(RuntimeError(f"the spool is full ({MAX_ROWS} events waiting)"))
+            self._log_error(RuntimeError(f"the spool is full ({MAX_EVENTS} events waiting)"))
         db.record_unknown((e.address, e.when) for e in events if isinstance(e, UnknownRecipient))
 
     def _prune(self, db: StateDB) -> None:
@@ -225,7 +255,7 @@ class Shipper:
                 spool = spool or Spool.open(self.state_dir, handed_over=True)
                 if self._due(spool):
                     conn = conn if conn is not None and not conn.closed else connect(self.target)
-                    while self._ship(conn, spool) == BATCH:
+                    while self._ship(conn, spool) >= BATCH:
                         pass
                 if failures:
                     log.info("block history shipping to %s again", self.target.shown)
@@ -263,7 +293,7 @@ class Shipper:
             return daemon_status.read_all(db)
 
     def _ship(self, conn: psycopg.Connection, spool: Spool) -> int:
-        """One batch in one transaction; how many spool rows it covered."""
+        """One batch in one transaction; how many events it covered."""
         rows = spool.pending()
         statuses = self._statuses()
         node = spool.node_id()
@@ -280,8 +310,8 @@ class Shipper:
             ).fetchone()
             shipped = int(mark[0]) if mark else 0
             fresh = [row for row in rows if row[0] > shipped]
-            _add_blocks(conn, "".join(line for _seq, kind, line in fresh if kind == "block"))
-            _add_decisions(conn, "".join(line for _seq, kind, line in fresh if kind == "decision"))
+            _add_blocks(conn, "".join(row[2] for row in fresh if row[1] == "block"))
+            _add_decisions(conn, "".join(row[2] for row in fresh if row[1] == "decision"))
             if rows:
                 conn.execute(
                     "UPDATE nodes SET shipped_seq = greatest(shipped_seq, %s) WHERE node_id = %s",
@@ -294,10 +324,10 @@ class Shipper:
                 self._next_prune = time.monotonic() + PRUNE_SECONDS
         if rows:
             spool.forget(rows[-1][0])
-        self.shipped += len(fresh)
+        self.shipped += sum(row[3] for row in fresh)
         self._status_sent = statuses
         self._next_heartbeat = time.monotonic() + HEARTBEAT_SECONDS
-        return len(rows)
+        return sum(row[3] for row in rows)
 
 
 def _add_blocks(conn: psycopg.Connection, lines: str) -> None:
