@@ -31,10 +31,11 @@ from postwarden.settings.load import dump
 from postwarden.settings.model import BLOCKED_IP, DomainBlock, Settings
 from postwarden.store import AuditNote
 from postwarden.store.pg.store import PgStore
-from tests.bench.bench_policyd import _cpu_seconds, _free_port, _measure, _requests
+from tests.bench.bench_policyd import _free_port, _measure, _requests
 from tests.bench.bench_settings import ENTRIES, _entries, _probes
 from tests.harness import ensure_service_user, wait_for_port
 from tests.harness.postgres import PostgresCluster
+from tests.harness.proc import cpu_seconds
 
 EDITS = 40
 CONNECTIONS = 4  # per node, spread over its workers
@@ -131,9 +132,9 @@ def _propagation(store: PgStore, ports: list[int]) -> list[float]:
 def _throughput(pid: int, port: int, requests: list[bytes]) -> tuple[float, float]:
     """Requests/s from 8 connections (bench_policyd's load generator), and the daemon's
     CPU per request in microseconds (its workers included; the database's is not)."""
-    cpu = _cpu_seconds(pid)
+    cpu = cpu_seconds(pid)
     count, elapsed, _p50, _p99 = _measure(port, requests, 8, None)
-    return count / elapsed, (_cpu_seconds(pid) - cpu) / count * 1e6
+    return count / elapsed, (cpu_seconds(pid) - cpu) / count * 1e6
 
 
 def _span(values: list[float]) -> str:

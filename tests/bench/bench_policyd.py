@@ -63,13 +63,13 @@ from tests.harness import (
     spawn_as_service_user,
     wait_for_port,
 )
+from tests.harness.proc import cpu_seconds, family, resident_mb
 
 DURATION = float(os.environ.get("BENCH_SECONDS", "5"))
 OFFERED = (10_000, 20_000, 25_000)  # open-loop rates from 100 connections
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 SMTP_MESSAGES = int(os.environ.get("BENCH_SMTP_MESSAGES", "3000"))
 SESSIONS = 10
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -213,31 +213,10 @@ def _measure(
     return int(out[0]), float(out[1]), float(out[2]) / 1e6, float(out[3]) / 1e6
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU time of *pid* and its worker processes."""
-    total = 0.0
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    for one in [pid, *map(int, children)]:
-        fields = Path(f"/proc/{one}/stat").read_text().rpartition(")")[2].split()
-        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return total
-
-
-def _rss_mb(pid: int) -> float:
-    """Resident memory of *pid* and its workers, pages shared copy-on-write counted once."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    total = 0
-    for one in [pid, *map(int, children)]:
-        for line in Path(f"/proc/{one}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                total += int(line.split()[1])
-    return total / 1024
-
-
 def _report(label: str, pid: int, requests: list[bytes], port: int, rate: float | None) -> None:
-    cpu_before = _cpu_seconds(pid)
+    cpu_before = cpu_seconds(pid)
     count, elapsed, p50, p99 = _measure(port, requests, int(label.split(maxsplit=1)[0]), rate)
-    cpu = _cpu_seconds(pid) - cpu_before
+    cpu = cpu_seconds(pid) - cpu_before
     print(
         f"{label}: {count / elapsed:,.0f} requests/s, p50 {p50 * 1e3:.2f} ms,"
         f" p99 {p99 * 1e3:.2f} ms, daemon CPU {cpu / count * 1e6:.0f} us/request"
@@ -276,11 +255,9 @@ def _policyd(settings: Settings, state: Path) -> Iterator[tuple[subprocess.Popen
         daemon.wait(15)
 
 
-def protocol_level() -> None:
-    rng = random.Random(3)
-    block = _block(rng)
-    settings = Settings(primary_domain="example.com", domains={"example.com": block})
-    requests = _requests(_probes(rng, block, 30_000))
+@contextmanager
+def running_policyd(settings: Settings) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """policyd on *settings* in a private state directory, once all its workers run."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         _policyd(settings, Path(tmp) / "state") as (
@@ -288,11 +265,23 @@ def protocol_level() -> None:
             port,
         ),
     ):
-        time.sleep(1)  # the workers are forked
-        workers = len(Path(f"/proc/{daemon.pid}/task/{daemon.pid}/children").read_text().split())
+        expected = len(os.sched_getaffinity(0))  # one worker per core by default
+        deadline = time.monotonic() + 30
+        while len(family(daemon.pid)) - 1 < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield daemon, port
+
+
+def protocol_level() -> None:
+    rng = random.Random(3)
+    block = _block(rng)
+    settings = Settings(primary_domain="example.com", domains={"example.com": block})
+    requests = _requests(_probes(rng, block, 30_000))
+    with running_policyd(settings) as (daemon, port):
+        workers = len(family(daemon.pid)) - 1
         print(
             f"daemon ready: {workers} workers, {2 * ENTRIES:,} entries, resident memory"
-            f" {_rss_mb(daemon.pid):.0f} MB (proportional set size, all processes);"
+            f" {resident_mb(daemon.pid):.0f} MB (proportional set size, all processes);"
             f" load average {os.getloadavg()[0]:.2f}"
         )
         _report("  8 connections, closed loop", daemon.pid, requests, port, None)
@@ -300,7 +289,7 @@ def protocol_level() -> None:
         for rate in OFFERED:
             label = f"100 connections, open loop at {rate:,}/s"
             _report(label, daemon.pid, requests, port, rate)
-        print(f"resident memory after load: {_rss_mb(daemon.pid):.0f} MB")
+        print(f"resident memory after load: {resident_mb(daemon.pid):.0f} MB")
 
 
 def _smtp_send(port: int, count: int) -> float:

@@ -9,12 +9,8 @@ on every request above 10,000 entries and fell to about 800/s).
 
 from __future__ import annotations
 
-import tempfile
-import time
-from pathlib import Path
-
 from postwarden.settings.load import load_text
-from tests.bench.bench_policyd import _policyd, _report, _requests
+from tests.bench.bench_policyd import _report, _requests, running_policyd
 
 RECIPIENTS = 30_000
 SETTINGS = """\
@@ -33,13 +29,6 @@ def main() -> None:
     probes = [f"198.51.100.{i % 250 + 1}" for i in range(RECIPIENTS)]
     requests = _requests(probes)  # recipient bob{i}@example.com: 30,000 distinct
     settings = load_text(SETTINGS, "bench").settings
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        _policyd(settings, Path(tmp) / "state") as (
-            daemon,
-            port,
-        ),
-    ):
-        time.sleep(1)  # the workers are forked
+    with running_policyd(settings) as (daemon, port):
         print(f"{RECIPIENTS:,} distinct unknown recipients admitted for routing:")
         _report("  8 connections, closed loop", daemon.pid, requests, port, None)

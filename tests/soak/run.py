@@ -19,10 +19,10 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tests.harness import PostfixInstance, ensure_service_user, send
 from tests.harness.fixtures import make_traversable_dir
+from tests.harness.proc import resident_mb
 from tests.integration.daemons import Installation, MilterDaemon, Policyd, wire
 
 SETTINGS = """\
@@ -60,17 +60,6 @@ class Stats:
             f" {self.delivered}, duplicates {self.duplicates}, lost {self.lost}, rejected"
             f" but delivered {self.wrongly_delivered}; memory (no-kill phase): {memory}"
         )
-
-
-def _rss_mb(pid: int) -> float:
-    """Memory of a daemon: its process and its workers, shared pages counted once (PSS)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    total = 0
-    for one in [pid, *map(int, children)]:
-        for line in Path(f"/proc/{one}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                total += int(line.split()[1])
-    return total / 1024
 
 
 class Soak:
@@ -121,7 +110,7 @@ class Soak:
             thread.join()
         killer.join()
         after = {
-            n: _rss_mb(d.process.pid)
+            n: resident_mb(d.process.pid)
             for n, d in self.daemons.items()  # type: ignore[union-attr]
             if d.process
         }
@@ -192,7 +181,7 @@ class Soak:
         while self.killing.is_set():  # sample memory when the quiet phase begins
             time.sleep(0.05)
         self.rss_before = {
-            n: _rss_mb(d.process.pid)
+            n: resident_mb(d.process.pid)
             for n, d in self.daemons.items()  # type: ignore[union-attr]
             if d.process
         }
