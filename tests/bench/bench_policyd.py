@@ -213,7 +213,19 @@ def _measure(
     return int(out[0]), float(out[1]), float(out[2]) / 1e6, float(out[3]) / 1e6
 
 
+def _settle(pid: int, timeout: float = 30.0) -> None:
+    """Wait until the daemon is quiet (under 2 % of a core over half a second): each load
+    starts from a daemon that has written what the last one left queued."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        time.sleep(0.5)
+        if cpu_seconds(pid) - before < 0.01:
+            return
+
+
 def _report(label: str, pid: int, requests: list[bytes], port: int, rate: float | None) -> None:
+    _settle(pid)
     cpu_before = cpu_seconds(pid)
     count, elapsed, p50, p99 = _measure(port, requests, int(label.split(maxsplit=1)[0]), rate)
     cpu = cpu_seconds(pid) - cpu_before
