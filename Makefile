@@ -5,14 +5,15 @@ PYTHON    ?= /usr/bin/python3
 VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
-# postfix: the tests' private instances; libmilter-dev: pymilter builds against it;
+# postfix: the tests' private instances; libmilter-dev: pymilter (the tests' libmilter
+# reference milter) builds against it;
 # swaks: the demo's and tests' SMTP client; dnsmasq-base: the loopback DNS server of DKIM tests;
 # python3-venv/-dev: the venv and pymilter's C build against Debian's Python; dovecot-sieve:
 # sievec, which compiles the shipped Sieve rule in the tests; systemd: systemd-analyze verify;
 # chromium, chromium-driver: the headless browser of the web console's tests (Debian's build:
 # Playwright's own browser download is not used); libpq5: psycopg's client library (the
 # PostgreSQL store); postgresql: the private cluster of the fleet tests (never its own cluster);
-# gcc: pymilter's build; git, ca-certificates: what README "Install on a server" installs.
+# gcc: pymilter's build and the benchmark's load generator; git, ca-certificates: what README "Install on a server" installs.
 DEBIAN_PACKAGES := postfix libmilter-dev swaks dnsmasq-base openssl python3-venv python3-dev \
                    dovecot-sieve systemd chromium chromium-driver libpq5 postgresql gcc git \
                    ca-certificates

@@ -102,11 +102,9 @@ def render(install: Install) -> dict[str, str]:
             install,
             description="postwarden milter for Postfix (DKIM signing, spam tagging, headers)",
             exec_start=f"{install.bindir / 'postwarden-milter'} {common} --socket {install.milter}",
-            reload="# libmilter stops on SIGHUP: the milter reloads on SIGUSR1.\n"
-            "ExecReload=/bin/kill -USR1 $MAINPID",
-            # libmilter notices a stop within 5 s; Postfix gives up on a message's milter
-            # conversation after its content timeout (120 s with postfix-config's settings).
-            stop="TimeoutStopSec=130s",
+            reload="ExecReload=/bin/kill -HUP $MAINPID",
+            # The milter stops once the messages in progress have their verdict (10 s at most).
+            stop="TimeoutStopSec=15s",
             extra="",
         ),
     }

@@ -1,12 +1,10 @@
 """The milter: collect what Postfix sends, apply the plan at end of message.
 
 Description:
-    One :class:`PostwardenMilter` per Postfix connection (libmilter runs a thread for
-    each). The callbacks only record facts; :func:`~postwarden.milter.verdict.plan_message`
-    decides. :func:`run` registers them with pymilter's low-level ``milter`` module
-    directly, one Python call per callback: per message a signing milter is called some
-    twenty times (a header field each), and pymilter's generic dispatch (a lambda, byte
-    decoding by reflection, a reply-mode wrapper) cost more than the rest of the callback.
+    One :class:`PostwardenMilter` per Postfix connection, driven by the protocol server
+    (:mod:`postwarden.milter.server`). The callbacks only record facts;
+    :func:`~postwarden.milter.verdict.plan_message` decides, and :meth:`~PostwardenMilter.eom`
+    turns the plan into the milter actions and the verdict.
 
     Callbacks that never change the outcome (connect, MAIL, RCPT, each header, each body
     chunk) are negotiated as "no reply" and steps that are not needed (HELO, DATA, unknown
@@ -34,18 +32,14 @@ Errors:
 from __future__ import annotations
 
 import logging
-import socket
 import time
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, ClassVar
-
-import Milter
-import milter
+from typing import ClassVar
 
 from postwarden import metrics
 from postwarden.address import domain_of, external_address
 from postwarden.decision import Facts, is_trusted
+from postwarden.milter import protocol as mp
 from postwarden.milter.dkim_sign import BodyHasher
 from postwarden.milter.verdict import MessageFacts, Plan, plan_message
 from postwarden.milter.view import MilterView
@@ -54,30 +48,22 @@ from postwarden.state.db import BlockEvent
 
 log = logging.getLogger("postwarden.milter")
 
-FLAGS = (
-    Milter.ADDHDRS
-    | Milter.CHGHDRS
-    | Milter.DELRCPT
-    | Milter.ADDRCPT
-    | Milter.ADDRCPT_PAR
-    | Milter.SETSYMLIST
-)
+ACTIONS = mp.F_ADDHDRS | mp.F_CHGHDRS | mp.F_DELRCPT | mp.F_ADDRCPT | mp.F_ADDRCPT_PAR
 # Steps Postfix need not send at all, and callbacks it need not wait for.
-_SKIPPED = Milter.P_NOHELO | Milter.P_NODATA | Milter.P_NOUNKNOWN | Milter.P_NOEOH
-_NO_REPLY = (
-    Milter.P_NR_CONN | Milter.P_NR_MAIL | Milter.P_NR_RCPT | Milter.P_NR_HDR | Milter.P_NR_BODY
-)
-_MACROS = (  # per stage, the macros we read (Postfix sends nothing else)
-    (Milter.M_CONNECT, ()),
-    (Milter.M_ENVFROM, ("{auth_authen}", "{daemon_name}")),
-    (Milter.M_ENVRCPT, ()),
-    (Milter.M_EOM, ("i",)),
-)
+SKIPPED = mp.P_NOHELO | mp.P_NODATA | mp.P_NOUNKNOWN | mp.P_NOEOH
+NO_REPLY = mp.P_NR_CONN | mp.P_NR_MAIL | mp.P_NR_RCPT | mp.P_NR_HDR | mp.P_NR_BODY
+MACROS = {  # per stage, the macros we read (Postfix sends nothing else)
+    mp.M_CONNECT: (),
+    mp.M_ENVFROM: ("{auth_authen}", "{daemon_name}"),
+    mp.M_ENVRCPT: (),
+    mp.M_EOM: ("i",),
+}
+TEMPFAIL_REPLY = ("451", "4.3.0", "Temporary content filter failure, try again later")
 _UNLIMITED = 1 << 62
 
 
-class PostwardenMilter(Milter.Base):
-    """Thin: state in, plan out. ``Milter.Base`` supplies the actions (addheader, ...)."""
+class PostwardenMilter:
+    """Thin: state in, plan out, for one connection."""
 
     # Set by main() for the process: the view in force and the block recorder.
     view: ClassVar[staticmethod[[], MilterView]]
@@ -85,31 +71,32 @@ class PostwardenMilter(Milter.Base):
     hasher: BodyHasher | None  # the body's DKIM hash, for trusted clients' mail
 
     def __init__(self) -> None:
-        super().__init__()
         self.client_ip = "127.0.0.1"
         self.facts: MessageFacts | None = None
-        self.noreply = Milter.CONTINUE  # what a no-reply callback returns (negotiated)
+        self.macros: dict[bytes, dict[str, str]] = {}  # per stage (its command byte)
+        self.protocol = 0  # the negotiated options
         self._reset()
 
-    def negotiate_options(self, opts: list[int]) -> None:
-        """Choose the protocol options among those Postfix offers (see the docstring)."""
-        self._actions, offered = opts[0], opts[1]
-        no_reply = _NO_REPLY if offered & _NO_REPLY == _NO_REPLY else 0
-        skip = 0 if no_reply else Milter.P_SKIP  # without body replies there is no SKIP
-        opts[1] = self._protocol = offered & (_SKIPPED | no_reply | skip)
-        opts[2] = opts[3] = 0
-        self.noreply = Milter.NOREPLY if no_reply else Milter.CONTINUE
-        if self._actions & Milter.SETSYMLIST:
-            # the context's own call: Milter.Base.setsymlist joins bytes, which pymilter
-            # 1.0.5 refuses; its own negotiate then falls back to "everything, replies".
-            for stage, macros in _MACROS:
-                self._ctx.setsymlist(stage, " ".join(macros))
+    def negotiate(self, offered: mp.Options) -> bytes:
+        """Choose among the options Postfix offers (see the docstring); the reply packet."""
+        no_reply = NO_REPLY if offered.protocol & NO_REPLY == NO_REPLY else 0
+        skip = 0 if no_reply else mp.P_SKIP  # without body replies there is no SKIP
+        self.protocol = offered.protocol & (SKIPPED | no_reply | skip)
+        actions = offered.actions & ACTIONS
+        if offered.actions & mp.F_SETSYMLIST:
+            return mp.encode_optneg(actions | mp.F_SETSYMLIST, self.protocol, MACROS)
+        return mp.encode_optneg(actions, self.protocol, {})
 
-    def connect(self, family: int, hostaddr: Any) -> None:
-        if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
-            self.client_ip = str(hostaddr[0])
-        else:  # local submission (non_smtpd_milters) and unix-socket clients
-            self.client_ip = "127.0.0.1"
+    def getsymval(self, name: str) -> str | None:
+        bare = name[1:-1] if name.startswith("{") else name
+        for values in self.macros.values():
+            if bare in values:
+                return values[bare]
+        return None
+
+    def connect(self, client_ip: str | None) -> None:
+        # None: local submission (non_smtpd_milters) and unix-socket clients
+        self.client_ip = client_ip or "127.0.0.1"
 
     def envfrom(self, sender: str) -> None:
         self._reset()
@@ -124,22 +111,25 @@ class PostwardenMilter(Milter.Base):
         if self.facts is not None:
             self.facts.add_recipient(recipient, params)
 
-    def body(self, chunk: bytes) -> int:
+    def header(self, name: str, value: bytes) -> None:
+        if self.facts is not None:
+            self.facts.headers.append((name, value))
+
+    def body(self, chunk: bytes) -> bool:
+        """Take a body chunk; True when the rest of the body is not wanted."""
         facts = self.facts
         if facts is None:
-            return self.noreply
+            return False
         if self.hasher is None and not self.body_cap:
             self._start_body(facts)
         if self.hasher is not None:
             self.hasher.update(chunk)
-            return self.noreply
+            return False
         if self.body_size + len(chunk) > self.body_cap:
             chunk = chunk[: self.body_cap - self.body_size]
         self.chunks.append(chunk)
         self.body_size += len(chunk)
-        if self.body_size >= self.body_cap and self.noreply == Milter.CONTINUE:
-            return Milter.SKIP
-        return self.noreply
+        return self.body_size >= self.body_cap
 
     def _start_body(self, facts: MessageFacts) -> None:
         """Hash the body to sign it (trusted clients); keep what the spam rules read else."""
@@ -152,11 +142,12 @@ class PostwardenMilter(Milter.Base):
         else:
             self.body_cap = 4 * view.snapshot.settings.spam_filter.body_limit + 1
 
-    def eom(self) -> int:
+    def eom(self) -> list[bytes]:
+        """The actions and the verdict for the message, as packets."""
         facts, chunks, hasher = self.facts, self.chunks, self.hasher
         self._reset()
         if facts is None:
-            return Milter.CONTINUE
+            return [mp.packet(mp.CONTINUE)]
         if hasher is not None:
             facts.body_hash = hasher.digest()
         else:
@@ -165,37 +156,35 @@ class PostwardenMilter(Milter.Base):
         try:
             start = time.perf_counter()
             plan = plan_message(self.view(), facts)
-            outcome = self._apply(facts, plan)
+            packets = self._apply(facts, plan)
             metrics.MILTER_SECONDS.observe(time.perf_counter() - start)
             _count(plan)
-            return outcome
+            return packets
         except Exception:
-            metrics.ERRORS.inc()
-            metrics.MILTER_MESSAGES.labels("tempfail").inc()
             log.exception("%s: internal error; temporary failure", facts.queue_id)
-            self.setreply("451", "4.3.0", "Temporary content filter failure, try again later")
-            return Milter.TEMPFAIL
+            return internal_error()
 
-    def _apply(self, facts: MessageFacts, plan: Plan) -> int:
-        for name, index in plan.remove_headers:
-            self.chgheader(name, index, "")
+    def _apply(self, facts: MessageFacts, plan: Plan) -> list[bytes]:
+        packets = [mp.encode_change_header(name, index, "") for name, index in plan.remove_headers]
         for event in blocked_attempts(self.view(), facts, plan.blocks):
             self.record(event)
         if plan.reject:
-            self.setreply("550", "5.7.1", plan.reject)
             _log(facts, plan, "reject")
-            return Milter.REJECT
+            return [*packets, mp.encode_reply("550", "5.7.1", plan.reject)]
         for recipient in plan.delete_recipients:
             for stored in facts.stored_forms.get(recipient, [recipient]):
-                self.delrcpt(f"<{stored}>")
+                packets.append(mp.encode_delete_recipient(f"<{stored}>"))
         for address, params in plan.add_recipients:
-            self.addrcpt(external_address(address), " ".join(params))
+            packets.append(mp.encode_add_recipient(external_address(address), " ".join(params)))
         if plan.signature:
-            self.addheader("DKIM-Signature", plan.signature, 0)
-        for name, value in plan.add_headers:
-            self.addheader(name, value)
+            packets.append(mp.encode_header("DKIM-Signature", plan.signature, 0))
+        packets += [mp.encode_header(name, value) for name, value in plan.add_headers]
         _log(facts, plan, "accept")
-        return Milter.CONTINUE
+        packets.append(mp.packet(mp.CONTINUE))
+        return packets
+
+    def abort(self) -> None:
+        self._reset()
 
     def _reset(self) -> None:
         self.facts = None
@@ -204,95 +193,11 @@ class PostwardenMilter(Milter.Base):
         self.hasher = None
 
 
-# -- the low-level callbacks: one Python call each -----------------------------------------
-
-
-def _negotiate(ctx: Any, opts: list[int]) -> int:
-    instance = Milter.factory()
-    instance._setctx(ctx)
-    instance.negotiate_options(opts)
-    return Milter.CONTINUE
-
-
-def _connect(ctx: Any, hostname: str, family: int, hostaddr: Any) -> int:
-    instance = ctx.getpriv()
-    if instance is None:  # an MTA without negotiation
-        instance = Milter.factory()
-        instance._setctx(ctx)
-    instance.connect(family, hostaddr)
-    return int(instance.noreply)
-
-
-def _envfrom(ctx: Any, sender: bytes, *params: bytes) -> int:
-    instance = ctx.getpriv()
-    instance.envfrom(sender.decode("utf-8", "surrogateescape"))
-    return int(instance.noreply)
-
-
-def _envrcpt(ctx: Any, recipient: bytes, *params: bytes) -> int:
-    instance = ctx.getpriv()
-    instance.envrcpt(
-        recipient.decode("utf-8", "surrogateescape"),
-        tuple(p.decode("utf-8", "surrogateescape") for p in params),
-    )
-    return int(instance.noreply)
-
-
-def _header(ctx: Any, name: str, value: bytes) -> int:
-    instance = ctx.getpriv()
-    facts = instance.facts
-    if facts is not None:
-        facts.headers.append((name, value))
-    return int(instance.noreply)
-
-
-def _body(ctx: Any, chunk: bytes) -> int:
-    return int(ctx.getpriv().body(chunk))
-
-
-def _eom(ctx: Any) -> int:
-    return int(ctx.getpriv().eom())
-
-
-def _abort(ctx: Any) -> int:
-    ctx.getpriv()._reset()
-    return Milter.CONTINUE
-
-
-def _close(ctx: Any) -> int:
-    instance = ctx.getpriv()
-    if instance is not None:
-        instance._setctx(None)  # release the context: the instance goes with it
-    return Milter.CONTINUE
-
-
-def _not_negotiated(ctx: Any, *args: Any) -> int:
-    return Milter.CONTINUE  # HELO, DATA, end of headers, unknown: switched off at negotiation
-
-
-def run(name: str, address: str, timeout: int, *, listening: Callable[[], None]) -> None:
-    """Register the callbacks, open *address*, call *listening*, serve until stopped.
-
-    What ``Milter.runmilter`` does, with the callbacks above. *listening* runs once the
-    socket is bound and before any connection is served.
-    """
-    milter.set_flags(FLAGS)
-    milter.set_connect_callback(_connect)
-    milter.set_helo_callback(_not_negotiated)
-    milter.set_envfrom_callback(_envfrom)
-    milter.set_envrcpt_callback(_envrcpt)
-    milter.set_header_callback(_header)
-    milter.set_eoh_callback(_not_negotiated)
-    milter.set_body_callback(_body)
-    milter.set_eom_callback(_eom)
-    milter.set_abort_callback(_abort)
-    milter.set_close_callback(_close)
-    milter.setconn(address)
-    milter.settimeout(timeout)
-    milter.register(name, data=_not_negotiated, unknown=_not_negotiated, negotiate=_negotiate)
-    milter.opensocket(True)
-    listening()
-    milter.main()
+def internal_error() -> list[bytes]:
+    """The verdict for a message we failed on: try again later (counted)."""
+    metrics.ERRORS.inc()
+    metrics.MILTER_MESSAGES.labels("tempfail").inc()
+    return [mp.encode_reply(*TEMPFAIL_REPLY)]
 
 
 def blocked_attempts(

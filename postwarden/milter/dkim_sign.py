@@ -7,7 +7,7 @@ Description:
 
     Input as Postfix's milter protocol delivers it: each header field as (name, value)
     with the value's raw bytes (``str`` is accepted and encoded as UTF-8 with
-    surrogateescape, which is how pymilter decodes them), possibly folded with ``\\r\\n`` or
+    surrogateescape, as the milter decodes header names), possibly folded with ``\\r\\n`` or
     ``\\n`` followed by white space, possibly UTF-8 (RFC 6532); the body as raw bytes with
     CRLF line ends (bare LF is turned into CRLF first, as transport would).
 

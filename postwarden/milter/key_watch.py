@@ -9,8 +9,8 @@ Description:
     processes; a DNS client there would need one elected worker and would compete with the
     request path for its event loop.
 
-    Here the watch never touches a request: libmilter runs each Postfix connection in its
-    own thread and the callbacks read only the published view. This thread opens the
+    Here the watch never touches a request: the connections run on the event loop and read
+    only the published view. This thread opens the
     store's state for each round (the SQLite state database, or a fleet's database: every
     node's watch checks the same keys, and a key activated by one is signed with by all),
     does its DNS (blocking, with the ``dns.timeout`` of the

@@ -5,37 +5,38 @@ Usage:
 
 ADDR is ``inet:HOST:PORT`` or ``unix:PATH`` (Postfix's spelling; the default is in
 :mod:`postwarden.listeners`). Settings and DKIM keys are re-read when they change (checked
-every second) and on SIGUSR1. A thread of its own watches the DKIM keys in DNS
-(:mod:`postwarden.milter.key_watch`). libmilter, which runs the connections, reserves SIGHUP and
-SIGTERM to stop: ``systemctl reload`` sends SIGUSR1.
+every second) and on SIGHUP (``systemctl reload``) or SIGUSR1. A thread of its own watches
+the DKIM keys in DNS (:mod:`postwarden.milter.key_watch`). The connections run on one event
+loop (:mod:`postwarden.milter.server`); SIGTERM and SIGINT stop the milter once the messages
+in progress have their verdict (at most :data:`STOP_TIMEOUT` seconds).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
-import Milter
+import uvloop
 
 from postwarden import listeners, metrics
 from postwarden import log as logsetup
 from postwarden.errors import PostwardenError
 from postwarden.metrics import start_metrics
 from postwarden.milter.app import PostwardenMilter
-from postwarden.milter.app import run as run_milter
 from postwarden.milter.key_watch import KeyWatchThread
 from postwarden.milter.keyring import KeyRing
 from postwarden.milter.recipients import KnownRecipients
+from postwarden.milter.server import Connections, MilterConnection
 from postwarden.milter.view import MilterView, compile_view
 from postwarden.server import (
     ListenAddress,
@@ -43,6 +44,7 @@ from postwarden.server import (
     SettingsWatcher,
     daemon_parser,
     drop_privileges,
+    listen,
     open_daemon_store,
 )
 from postwarden.state.writer import StateWriter
@@ -53,8 +55,10 @@ from postwarden.util.socketmap_client import SocketmapClient
 log = logging.getLogger("postwarden.milter")
 
 PROGRAM = "postwarden-milter"
-_SIGNALS = {signal.SIGUSR1, signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
-IO_TIMEOUT = 600  # seconds libmilter waits for Postfix; Postfix's own timeouts are shorter
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_RELOAD_SIGNALS = (signal.SIGHUP, signal.SIGUSR1)  # SIGUSR1: what units before 2026-12 send
+STOP_TIMEOUT = 10.0  # seconds the connections in progress get to finish on stop
+EOM_THREADS = 4  # ends of message that may wait on policyd at once (see milter.server)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,61 +101,14 @@ def _policyd_client(address: str) -> SocketmapClient | None:
     return SocketmapClient(connect)
 
 
-def libmilter_address(address: ListenAddress) -> str:
-    """Postfix writes inet:HOST:PORT; libmilter wants inet:PORT@HOST (inet6 for IPv6)."""
-    if address.path:
-        return f"unix:{address.path}"
-    family = "inet6" if ":" in address.host else "inet"
-    return f"{family}:{address.port}@{address.host}"
-
-
-def _no_delay_on_listener(port: int) -> None:
-    """Set TCP_NODELAY on libmilter's listening socket (accepted sockets inherit it).
-
-    libmilter answers a command with several small writes (a header change, then the
-    verdict); with Nagle's algorithm on, the second waits for the ACK of the first, which
-    Postfix delays: about 40 ms per message on loopback TCP.
-    """
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            sock = socket.socket(fileno=os.dup(int(name)))
-        except OSError:
-            continue
-        with sock:
-            try:
-                listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-                bound = sock.family in (socket.AF_INET, socket.AF_INET6) and (
-                    sock.getsockname()[1] == port
-                )
-            except OSError:
-                continue
-            if listening and bound:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def _count_reload() -> None:
     metrics.RELOADS.inc()
 
 
-def _keep_alive(interval: float, watcher: SettingsWatcher) -> None:
-    """Ping systemd's watchdog while the settings watcher lives (libmilter runs the rest)."""
-    while watcher.alive():
-        sdnotify.notify("WATCHDOG=1")
-        time.sleep(interval)
-
-
-def _reload_on_usr1(watcher: SettingsWatcher) -> None:
-    """SIGUSR1 is blocked in every thread; this one waits for it."""
-    while True:
-        signal.sigwait({signal.SIGUSR1})
-        log.info("SIGUSR1: reloading settings and keys")
-        watcher.poke()
-
-
 @dataclass
 class _Running:
-    """What the milter runs besides libmilter: its store link, settings watcher, key watch
-    and block recorder."""
+    """What the milter runs besides the connections: its store link, settings watcher, key
+    watch and block recorder."""
 
     link: DaemonLink
     watcher: SettingsWatcher
@@ -185,68 +142,95 @@ def _start(args: argparse.Namespace, address: ListenAddress) -> _Running:
     key_watch = KeyWatchThread(link.store, lambda: published.value.snapshot.settings)
     key_watch.start()
     link.start(watcher.poke)
-    threading.Thread(target=_reload_on_usr1, args=(watcher,), name="reload", daemon=True).start()
     PostwardenMilter.view = staticmethod(lambda: published.value)
     PostwardenMilter.record = staticmethod(recorder.record)
-    interval = sdnotify.watchdog_interval()
-    if interval:
-        threading.Thread(
-            target=_keep_alive, args=(interval, watcher), name="watchdog", daemon=True
-        ).start()
     return _Running(link, watcher, key_watch, recorder)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Pending until the event loop handles them, and never taken by the threads started
+    # below (they inherit the mask): a SIGTERM while starting up is a clean stop after.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {*_STOP_SIGNALS, *_RELOAD_SIGNALS})
     logsetup.setup(PROGRAM, level=args.log_level, syslog=args.syslog)
-    # Block the signals before any thread starts, so that every thread inherits the mask:
-    # SIGUSR1 is for the reload thread's sigwait(); SIGTERM, SIGHUP and SIGINT for the
-    # sigwait() of libmilter's signal thread, which stops the milter after the connections
-    # in progress. Unblocked in any other thread, SIGTERM would kill the process outright.
-    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     try:
         address = ListenAddress.parse(args.socket)
-    except PostwardenError as exc:
-        log.critical("%s", exc)
-        return 1
-    start_metrics(args.metrics, metrics.MILTER)
-    Milter.factory = PostwardenMilter
-    running: list[_Running] = []
-
-    # libmilter binds its socket in smfi_opensocket(), which run_milter() calls after
-    # registering and before smfi_main() starts accepting; *listening* runs in between. That
-    # is the one moment to act as Postfix's daemons do: bind as whoever started us (root may
-    # bind any port, in any directory), then drop to the service user before libmilter's
-    # threads run and before any settings, key or state file is opened. Dropping before
-    # instead would only work where the service user may bind (its own directory, a port
-    # above 1024). setresuid() in glibc applies to every thread (the metrics thread runs).
-    mask = os.umask(0o117)  # the unix socket: exactly 0660 (libmilter does not chmod)
-
-    def listening() -> None:
-        os.umask(mask)
-        if not address.path:
-            _no_delay_on_listener(address.port)
+        # Bind as whoever started us (root may bind any port, in any directory), then
+        # become the service user before any settings, key or state file is opened.
+        sock = listen(address, PROGRAM)
         drop_privileges(args.user, [address.path] if address.path else [])
-        running.append(_start(args, address))
-        log.info("%s started: %s", PROGRAM, address)
-        sdnotify.notify("READY=1", f"STATUS=milter on {address}")
-
-    try:
-        run_milter(PROGRAM, libmilter_address(address), IO_TIMEOUT, listening=listening)
-    except Milter.milter.error as exc:
-        log.critical("cannot run the milter on %s: %s", address, exc)
-        return 1
+        start_metrics(args.metrics, metrics.MILTER)
+        running = _start(args, address)
     except (PostwardenError, OSError) as exc:
         log.critical("%s", exc)
         return 1
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(sock, address, running))
     finally:
-        for part in running:
-            part.stop()
-        if address.path and running:  # libmilter leaves its socket behind
+        running.stop()
+        if address.path:
             with contextlib.suppress(OSError):
                 os.unlink(address.path)
     log.info("%s stopped", PROGRAM)
     return 0
+
+
+async def _serve(sock: socket.socket, address: ListenAddress, running: _Running) -> None:
+    """Answer Postfix on *sock* until a stop signal, then let the connections finish."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signo in _STOP_SIGNALS:
+        loop.add_signal_handler(signo, stop.set)
+    for signo in _RELOAD_SIGNALS:
+        loop.add_signal_handler(signo, _reload, running.watcher)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {*_STOP_SIGNALS, *_RELOAD_SIGNALS})
+    connections = Connections()
+    with concurrent.futures.ThreadPoolExecutor(EOM_THREADS, "eom") as executor:
+
+        def may_block() -> bool:
+            return PostwardenMilter.view().asks_known
+
+        server = await loop.create_server(
+            lambda: MilterConnection(connections, executor, may_block), sock=sock
+        )
+        log.info("%s started: %s", PROGRAM, address)
+        sdnotify.notify("READY=1", f"STATUS=milter on {address}")
+        watchdog = _Watchdog(loop, running.watcher)
+        await stop.wait()
+        log.info("%s stopping", PROGRAM)
+        sdnotify.notify("STOPPING=1")
+        watchdog.stop()
+        server.close()
+        connections.stop()
+        deadline = loop.time() + STOP_TIMEOUT
+        while connections.members and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
+
+def _reload(watcher: SettingsWatcher) -> None:
+    log.info("reload signal: reloading settings and keys")
+    watcher.poke()
+
+
+class _Watchdog:
+    """Ping systemd's watchdog from the event loop while the settings watcher lives."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, watcher: SettingsWatcher) -> None:
+        self._loop, self._watcher = loop, watcher
+        self._interval = sdnotify.watchdog_interval() or 0.0
+        self._handle: asyncio.TimerHandle | None = None
+        if self._interval:
+            self._tick()
+
+    def _tick(self) -> None:
+        if self._watcher.alive():
+            sdnotify.notify("WATCHDOG=1")
+        self._handle = self._loop.call_later(self._interval, self._tick)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Description:
     :func:`plan_message` takes the compiled view and the facts collected for one message and
     returns a :class:`Plan` — header fields to remove and to add, a DKIM signature, recipients
-    to remove and to add, or a reject — which the pymilter class then carries out. Who is
+    to remove and to add, or a reject — which :mod:`postwarden.milter.app` then carries out. Who is
     trusted, which domain block governs a recipient and how an inbound message is judged
     come from the shared decision module, so the milter, the policy daemon and ``explain``
     agree by construction.

@@ -44,6 +44,7 @@ class MilterView:
     keys: Mapping[str, SigningKey] = field(default_factory=dict)
     rules: Mapping[str, tuple[CompiledRule, ...]] = field(default_factory=dict)
     known: Callable[[str], bool] = _everyone_known  # does Postfix know this recipient?
+    asks_known: bool = False  # may a plan call *known* (a route keeping a local copy)?
 
 
 def compile_view(
@@ -55,7 +56,12 @@ def compile_view(
     for policy in snapshot.policies.values():
         if policy.owner not in rules:
             rules[policy.owner] = compile_rules(policy.block)
-    return MilterView(snapshot, load_keys(), rules, known)
+    asks_known = known is not _everyone_known and any(
+        rule.keep_local_copy
+        for policy in snapshot.policies.values()
+        for rule in policy.block.inbound_routing
+    )
+    return MilterView(snapshot, load_keys(), rules, known, asks_known)
 
 
 def compile_rules(block: DomainBlock) -> tuple[CompiledRule, ...]:

@@ -10,12 +10,10 @@ Description:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -359,29 +357,6 @@ class MilterDaemon(ServiceDaemon):
         policyd = self.policyd.socketmap_address if self.policyd else "none"
         return ["--socket", self.address, "--policyd-socketmap", policyd]
 
-    def stop(self) -> int | None:
-        """SIGTERM, then wake libmilter's listener until the milter has exited.
-
-        libmilter's signal thread takes SIGTERM and asks the listener to stop, but the
-        listener only looks between two polls of its socket, up to 5 s apart (MI_CHK_TIME);
-        a connection ends the poll at once. systemd simply waits; tests need not.
-        """
-        process = self.process
-        if process is None or process.poll() is not None:
-            return super().stop()
-        process.send_signal(signal.SIGTERM)
-
-        def exited() -> bool:
-            if process.poll() is not None:
-                return True
-            with contextlib.suppress(OSError), _connect(self.address):
-                pass
-            return process.poll() is not None
-
-        with contextlib.suppress(TimeoutError):
-            wait_until(exited, "the milter stopped", timeout=10, interval=0.05)
-        return super().stop()
-
     def wait_until_listening(self) -> None:
         if self.socket_path:
             wait_for_unix_socket(self.socket_path, timeout=15, proc=self.process)
@@ -420,18 +395,3 @@ def _settle(postfix: PostfixInstance) -> None:
         path = postfix.config_dir / name
         old = path.stat().st_mtime - 60
         os.utime(path, (old, old))
-
-
-def _connect(address: str) -> socket.socket:
-    """A connection to a daemon's ``inet:HOST:PORT`` or ``unix:PATH`` listener."""
-    if address.startswith("unix:"):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(1)
-            sock.connect(address[5:])
-        except OSError:
-            sock.close()
-            raise
-        return sock
-    host, _, port = address[5:].rpartition(":")
-    return socket.create_connection((host, int(port)), timeout=1)
