@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 import Milter
@@ -71,3 +72,27 @@ def test_replies_and_actions_as_libmilter_writes_them() -> None:
     assert mp.encode_delete_recipient("<a@b>") == mp.packet(b"-", b"<a@b>\0")
     negotiated = mp.encode_optneg(0x101, 0x2, {mp.M_EOM: ("i",)})
     assert negotiated == mp.packet(b"O", struct.pack("!IIII", 6, 0x101, 0x2, 5) + b"i\0")
+
+
+def test_connections_past_the_limit_are_refused_and_counted() -> None:
+    from postwarden import metrics
+    from postwarden.milter.server import Connections
+
+    loop = asyncio.new_event_loop()
+    try:
+        connections = Connections(limit=2)
+        members = [object(), object(), object()]
+
+        def refused() -> float | None:
+            return metrics.registry.get_sample_value("postwarden_connections_refused_total")
+
+        before = refused() or 0.0
+        admitted = [connections.admit(loop, m) for m in members]  # type: ignore[arg-type]
+        assert admitted == [True, True, False]
+        assert refused() == before + 1
+        connections.members.discard(members[0])  # type: ignore[arg-type]
+        assert connections.admit(loop, members[2])  # type: ignore[arg-type]
+        connections.stopping = True
+        assert not connections.admit(loop, object())  # type: ignore[arg-type]
+    finally:
+        loop.close()
