@@ -20,7 +20,8 @@ Description:
 Protocol:
     A connection idle for :data:`IDLE_TIMEOUT` seconds is closed (Postfix's own milter
     timeouts are far shorter); past :data:`MAX_CONNECTIONS` at once a new one is closed
-    unanswered, logged and counted (Postfix then applies ``milter_default_action``). When
+    unanswered, logged and counted (Postfix then applies ``milter_default_action``), and
+    one that leaves :data:`MAX_PENDING_OUTPUT` bytes of replies unread is cut off. When
     the daemon stops, a connection between messages is closed at once, one in a message
     after its verdict.
 
@@ -46,6 +47,8 @@ log = logging.getLogger("postwarden.milter")
 
 IDLE_TIMEOUT = 600.0
 MAX_CONNECTIONS = 1000
+MAX_PENDING_OUTPUT = 1 << 20  # bytes of replies a client leaves unread before it is cut off
+MAX_PENDING_PACKETS = 100  # packets sent on while a verdict is worked out (Postfix: none)
 REFUSAL_LOG_EVERY = 10.0
 _STEPS_WITH_REPLY_OPTION = {  # command -> the no-reply option that spares its reply
     mp.CONNECT: mp.P_NR_CONN,
@@ -149,8 +152,15 @@ class MilterConnection(asyncio.Protocol):
             return
         if self._in_eom:  # an MTA that sends on before our verdict: keep the order
             self._pending += packets
+            if len(self._pending) > MAX_PENDING_PACKETS:
+                log.warning("milter client sends on without waiting for the verdict; closing")
+                self._transport.abort()
             return
         self._handle(packets)
+        transport = self._transport
+        if transport is not None and transport.get_write_buffer_size() > MAX_PENDING_OUTPUT:
+            log.warning("milter client does not read its replies; closing")
+            transport.abort()
 
     def _handle(self, packets: list[tuple[bytes, bytes]]) -> None:
         transport = self._transport

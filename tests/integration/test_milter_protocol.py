@@ -255,3 +255,22 @@ def test_actions_and_verdicts_are_the_bytes_libmilter_sends(
     assert [mp.packet(c, d) for c, d in refused] == [
         mp.encode_reply("550", "5.7.1", "refused by rule r1")
     ]
+
+
+def test_a_client_that_never_reads_its_replies_is_cut_off(hosted_milter: MilterDaemon) -> None:
+    """Every step answered (no no-reply options), none of it read: bounded, then closed."""
+    header = _packet(b"L", b"X-Filler\0" + b"x" * 10 + b"\0")
+    with socket.create_connection(("127.0.0.1", hosted_milter.port), timeout=10) as conn:
+        conn.sendall(_packet(b"O", struct.pack("!III", 6, Milter.CURR_ACTS, 0)))
+        _replies(conn, b"O")
+        conn.sendall(b"".join(_message("203.0.113.9")[:3]))
+        cut_off = False
+        try:
+            for _ in range(400):  # 2,000,000 headers: 10 MB of replies if all were kept
+                conn.sendall(header * 5000)
+        except (ConnectionResetError, BrokenPipeError):
+            cut_off = True
+        assert cut_off
+    hosted_milter.wait_for_log("does not read its replies")
+    replies = _converse(hosted_milter.port, OFFERED_PROTOCOL, _message("203.0.113.9"))
+    assert replies[-1] == (b"c", b"")
