@@ -28,7 +28,8 @@ Protocol:
 Errors:
     Bytes that are not the milter protocol are logged and the connection closed (Postfix
     then applies ``milter_default_action``). An exception in a callback is logged; the
-    message gets a temporary failure at its end. Nothing in a message ends the daemon.
+    message gets a temporary failure at its end (at negotiation or connect, when who the
+    client is may be wrong, the connection is closed). Nothing in a message ends the daemon.
 """
 
 from __future__ import annotations
@@ -232,7 +233,6 @@ class MilterConnection(asyncio.Protocol):
                 milter.envrcpt(_text(recipient), tuple(_text(p) for p in params))
             elif command == mp.MAIL:
                 sender = (mp.strings(data) or [b""])[0]
-                self._failed = False
                 milter.envfrom(_text(sender))
             elif command == mp.CONNECT:
                 milter.connect(mp.parse_connect(data))
@@ -257,6 +257,11 @@ class MilterConnection(asyncio.Protocol):
         except mp.MalformedPacket:
             raise
         except Exception:
+            if command in (mp.CONNECT, mp.OPTNEG):  # who the client is, unknown: end here
+                log.exception("internal error in a milter callback; closing the connection")
+                if self._transport is not None:
+                    self._transport.close()
+                return None
             log.exception("internal error in a milter callback; the message will be deferred")
             self._failed = True
         if milter.protocol & _STEPS_WITH_REPLY_OPTION[command]:
