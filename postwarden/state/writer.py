@@ -54,6 +54,9 @@ Event = BlockEvent | UnknownRecipient | DecisionRecord | ListedEntries
 class StateWriter:
     """A bounded queue in front of a writer thread."""
 
+    batch = BATCH  # events a transaction takes at most
+    gather = GATHER  # seconds a lone event waits for company
+
     def __init__(
         self,
         state_dir: Path,
@@ -150,16 +153,16 @@ class StateWriter:
         batch = [self._queue.get()]
         self._drain(batch)
         if (
-            len(batch) < BATCH
+            len(batch) < self.batch
             and batch[-1] is not None
             and not any(isinstance(e, UnknownRecipient) for e in batch)
         ):
-            time.sleep(GATHER)  # the milter may look for an unknown recipient at once
+            time.sleep(self.gather)  # the milter may look for an unknown recipient at once
             self._drain(batch)
         return batch
 
     def _drain(self, batch: list[Event | None]) -> None:
-        while len(batch) < BATCH and batch[-1] is not None:
+        while len(batch) < self.batch and batch[-1] is not None:
             try:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:

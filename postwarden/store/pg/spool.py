@@ -197,6 +197,11 @@ class SpoolingWriter(StateWriter):
     """
 
     _spool: Spool | None = None
+    # Fewer, larger transactions than on a single host: each adds a row to the spool and
+    # first counts the backlog, a sum over the whole spool (5 ms batches: -8 to -16 % in
+    # tests.bench fleet, against -1 % with these).
+    batch = 500
+    gather = 0.05
 
     def _write(self, db: StateDB, events: list[Event]) -> None:
         if self._spool is None:
