@@ -1,8 +1,11 @@
-"""What postwarden-milter negotiates with the MTA, seen on the wire.
+"""postwarden-milter on the wire: negotiation, whole conversations, bad input, libmilter.
 
 Postfix waits for a milter's reply after every step unless the milter negotiated "no
 reply" for it; each wait is a round trip through cleanup per header field. The daemon,
-run as the service user, is asked as Postfix asks (SMFIC_OPTNEG offering everything).
+run as the service user, is asked as Postfix asks (SMFIC_OPTNEG offering everything), and
+as an MTA without those options would; input that is not the protocol, or a client that
+never reads, costs it that connection only. Its actions and verdicts are compared byte for
+byte with what libmilter sends for the same calls (``reference_milter.py``).
 """
 
 from __future__ import annotations
