@@ -186,6 +186,58 @@ class SettingsWatcher:
 ProtocolFactory = Callable[[], asyncio.Protocol]
 
 
+class IdleTimer:
+    """Close a connection that has been idle for *timeout* seconds.
+
+    :meth:`touch` on each read only notes the time; the one timer re-arms itself for the
+    rest when it fires early, so a busy connection costs no timer operation per read.
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, timeout: float, transport: asyncio.BaseTransport
+    ) -> None:
+        self._loop, self._timeout, self._transport = loop, timeout, transport
+        self._last = loop.time()
+        self._handle = loop.call_later(timeout, self._check)
+
+    def touch(self) -> None:
+        self._last = self._loop.time()
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+    def _check(self) -> None:
+        idle = self._loop.time() - self._last
+        if idle >= self._timeout:
+            self._transport.close()
+        else:
+            self._handle = self._loop.call_later(self._timeout - idle, self._check)
+
+
+class Refusals:
+    """Connections closed unanswered past a limit: counted, logged every few seconds."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        self._name, self._limit = name, limit
+        self._since_log = 0
+        self._last_log = 0.0
+
+    def refused(self, now: float) -> None:
+        from postwarden import metrics  # metrics imports this module for ListenAddress
+
+        metrics.CONNECTIONS_REFUSED.inc()
+        self._since_log += 1
+        if now - self._last_log >= REFUSAL_LOG_EVERY:
+            log.warning(
+                "%s: connection limit %d reached; %d connection(s) closed unanswered",
+                self._name,
+                self._limit,
+                self._since_log,
+            )
+            self._since_log = 0
+            self._last_log = now
+
+
 class CountedProtocol(asyncio.Protocol):
     """A protocol that tells its listener when its connection ends (for the board)."""
 
@@ -391,8 +443,7 @@ class BalancedAcceptor:
         self._limit = limit
         self._name = name
         self._waiting: asyncio.TimerHandle | None = None
-        self._refused_since_log = 0
-        self._last_refusal_log = 0.0
+        self._refusals = Refusals(name, limit)
         self._watching = False
         self._watch()
 
@@ -430,7 +481,7 @@ class BalancedAcceptor:
             return
         if self._limit and board.total() >= self._limit:
             conn.close()
-            self._refused()
+            self._refusals.refused(self._loop.time())
             return
         conn.setblocking(False)
         board.add(listener, worker, 1)
@@ -455,22 +506,6 @@ class BalancedAcceptor:
             protocol.released = release
         else:  # nothing tells us when it ends: do not count it
             release()
-
-    def _refused(self) -> None:
-        from postwarden import metrics  # metrics imports this module for ListenAddress
-
-        metrics.CONNECTIONS_REFUSED.inc()
-        self._refused_since_log += 1
-        now = self._loop.time()
-        if now - self._last_refusal_log >= REFUSAL_LOG_EVERY:
-            log.warning(
-                "%s: connection limit %d reached; %d connection(s) closed unanswered",
-                self._name,
-                self._limit,
-                self._refused_since_log,
-            )
-            self._refused_since_log = 0
-            self._last_refusal_log = now
 
 
 def listen(address: ListenAddress, program: str) -> socket.socket:

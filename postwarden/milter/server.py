@@ -40,9 +40,9 @@ import logging
 from collections.abc import Callable
 from typing import cast
 
-from postwarden import metrics
 from postwarden.milter import protocol as mp
 from postwarden.milter.app import PostwardenMilter, internal_error
+from postwarden.server import IdleTimer, Refusals
 
 log = logging.getLogger("postwarden.milter")
 
@@ -50,7 +50,6 @@ IDLE_TIMEOUT = 600.0
 MAX_CONNECTIONS = 1000
 MAX_PENDING_OUTPUT = 1 << 20  # bytes of replies a client leaves unread before it is cut off
 MAX_PENDING_PACKETS = 100  # packets sent on while a verdict is worked out (Postfix: none)
-REFUSAL_LOG_EVERY = 10.0
 _STEPS_WITH_REPLY_OPTION = {  # command -> the no-reply option that spares its reply
     mp.CONNECT: mp.P_NR_CONN,
     mp.HELO: mp.P_NR_HELO,
@@ -73,8 +72,7 @@ class Connections:
         self.limit = limit
         self.members: set[MilterConnection] = set()
         self.stopping = False
-        self._refused = 0
-        self._last_log = 0.0
+        self._refusals = Refusals("postwarden-milter", limit)
 
     def admit(self, loop: asyncio.AbstractEventLoop, connection: MilterConnection) -> bool:
         if self.stopping:
@@ -82,15 +80,7 @@ class Connections:
         if len(self.members) < self.limit:
             self.members.add(connection)
             return True
-        metrics.CONNECTIONS_REFUSED.inc()
-        self._refused += 1
-        if loop.time() - self._last_log >= REFUSAL_LOG_EVERY:
-            log.warning(
-                "connection limit %d reached; %d connection(s) closed unanswered",
-                self.limit,
-                self._refused,
-            )
-            self._refused, self._last_log = 0, loop.time()
+        self._refusals.refused(loop.time())
         return False
 
     def stop(self) -> None:
@@ -118,8 +108,7 @@ class MilterConnection(asyncio.Protocol):
         self._failed = False  # a callback of this message raised: temporary failure
         self._pending: list[tuple[bytes, bytes]] = []  # packets after an end of message
         self._in_eom = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._last_activity = 0.0
+        self._idle: IdleTimer | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         loop = asyncio.get_running_loop()
@@ -127,12 +116,11 @@ class MilterConnection(asyncio.Protocol):
         if not self._connections.admit(loop, self):
             self._transport.abort()
             return
-        self._last_activity = loop.time()
-        self._timer = loop.call_later(IDLE_TIMEOUT, self._check_idle)
+        self._idle = IdleTimer(loop, IDLE_TIMEOUT, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._idle is not None:
+            self._idle.cancel()
         self._connections.members.discard(self)
         self._transport = None
 
@@ -144,7 +132,8 @@ class MilterConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._transport is None:
             return
-        self._last_activity = asyncio.get_running_loop().time()
+        if self._idle is not None:
+            self._idle.touch()
         try:
             packets = self._reader.feed(data)
         except mp.MalformedPacket as exc:
@@ -270,16 +259,6 @@ class MilterConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         return False
-
-    def _check_idle(self) -> None:
-        if self._transport is None:
-            return
-        loop = asyncio.get_running_loop()
-        idle = loop.time() - self._last_activity
-        if idle >= IDLE_TIMEOUT:
-            self._transport.close()
-        else:
-            self._timer = loop.call_later(IDLE_TIMEOUT - idle, self._check_idle)
 
 
 def _two(data: bytes) -> tuple[bytes, bytes]:

@@ -28,7 +28,7 @@ from typing import cast
 from postwarden import metrics
 from postwarden.errors import PostwardenError
 from postwarden.policyd.protocol import MAX_REQUEST
-from postwarden.server import CountedProtocol
+from postwarden.server import CountedProtocol, IdleTimer
 from postwarden.util.netstring import NetstringDecoder, encode
 
 log = logging.getLogger(__name__)
@@ -52,21 +52,18 @@ class FramedProtocol(CountedProtocol):
         self._on_error = on_error
         self._name = name
         self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._last_activity = 0.0
+        self._idle: IdleTimer | None = None
         self._peer = "?"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         peer = transport.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
-        loop = asyncio.get_running_loop()
-        self._last_activity = loop.time()
-        self._timer = loop.call_later(IDLE_TIMEOUT, self._check_idle)
+        self._idle = IdleTimer(asyncio.get_running_loop(), IDLE_TIMEOUT, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer:
-            self._timer.cancel()
+        if self._idle is not None:
+            self._idle.cancel()
         self._transport = None
         super().connection_lost(exc)
 
@@ -74,7 +71,8 @@ class FramedProtocol(CountedProtocol):
         transport = self._transport
         if transport is None:
             return
-        self._last_activity = asyncio.get_running_loop().time()
+        if self._idle is not None:
+            self._idle.touch()
         replies: list[bytes] = []
         try:
             for frame in self._frames(data):
@@ -105,16 +103,6 @@ class FramedProtocol(CountedProtocol):
 
     def eof_received(self) -> bool:
         return False  # a half-closed connection is closed: there is no one left to answer
-
-    def _check_idle(self) -> None:
-        if self._transport is None:
-            return
-        loop = asyncio.get_running_loop()
-        idle = loop.time() - self._last_activity
-        if idle >= IDLE_TIMEOUT:
-            self._transport.close()
-        else:
-            self._timer = loop.call_later(IDLE_TIMEOUT - idle, self._check_idle)
 
 
 class PolicyFraming:

@@ -10,6 +10,7 @@ byte with what libmilter sends for the same calls (``reference_milter.py``).
 
 from __future__ import annotations
 
+import signal
 import socket
 import struct
 import subprocess
@@ -30,9 +31,16 @@ pytestmark = pytest.mark.postfix
 OFFERED_PROTOCOL = 0x1FFFFF  # every step and every no-reply option libmilter knows
 
 
+SETTINGS = (
+    "version: 1\nprimary_domain: hosted.test\nspam_filter: {body_limit: 1024}\n"
+    "domains:\n  hosted.test:\n...\n"
+)
+
+
 @pytest.fixture
 def milter(traversable_tmp: Path, service_user: ServiceUser) -> Iterator[MilterDaemon]:
     installation = Installation(traversable_tmp, service_user)
+    installation.write(SETTINGS)
     daemon = MilterDaemon(installation)
     daemon.start()
     try:
@@ -67,11 +75,6 @@ def test_steps_are_negotiated_without_replies_and_unused_ones_off(milter: Milter
 
 # -- a whole conversation, as an MTA without Postfix's options would hold it ---------------
 
-SETTINGS = (
-    "version: 1\nprimary_domain: hosted.test\nspam_filter: {body_limit: 1024}\n"
-    "domains:\n  hosted.test:\n...\n"
-)
-
 
 def _packet(command: bytes, data: bytes = b"") -> bytes:
     return struct.pack("!I", len(data) + 1) + command + data
@@ -105,18 +108,6 @@ def _replies(conn: socket.socket, until: bytes) -> list[tuple[bytes, bytes]]:
             return got
 
 
-@pytest.fixture
-def hosted_milter(traversable_tmp: Path, service_user: ServiceUser) -> Iterator[MilterDaemon]:
-    installation = Installation(traversable_tmp, service_user)
-    installation.write(SETTINGS)
-    daemon = MilterDaemon(installation)
-    daemon.start()
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
-
-
 def _converse(port: int, protocol: int, packets: list[bytes], *, bytewise: bool = False) -> list:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         data = b"O" + struct.pack("!III", 6, Milter.CURR_ACTS, protocol)
@@ -131,29 +122,29 @@ def _converse(port: int, protocol: int, packets: list[bytes], *, bytewise: bool 
         return _replies(conn, b"cartyd")
 
 
-def test_forged_header_is_deleted_with_all_postfix_options(hosted_milter: MilterDaemon) -> None:
-    replies = _converse(hosted_milter.port, OFFERED_PROTOCOL, _message("203.0.113.9"))
+def test_forged_header_is_deleted_with_all_postfix_options(milter: MilterDaemon) -> None:
+    replies = _converse(milter.port, OFFERED_PROTOCOL, _message("203.0.113.9"))
     assert replies == [
         (b"m", struct.pack("!I", 1) + b"X-Postwarden-Trusted\0\0"),
         (b"c", b""),
     ]
 
 
-def test_packets_split_anywhere_give_the_same_answer(hosted_milter: MilterDaemon) -> None:
-    whole = _converse(hosted_milter.port, OFFERED_PROTOCOL, _message("203.0.113.9"))
-    split = _converse(hosted_milter.port, OFFERED_PROTOCOL, _message("203.0.113.9"), bytewise=True)
+def test_packets_split_anywhere_give_the_same_answer(milter: MilterDaemon) -> None:
+    whole = _converse(milter.port, OFFERED_PROTOCOL, _message("203.0.113.9"))
+    split = _converse(milter.port, OFFERED_PROTOCOL, _message("203.0.113.9"), bytewise=True)
     assert split == whole
 
 
 def test_an_mta_without_no_reply_options_gets_a_reply_per_step(
-    hosted_milter: MilterDaemon,
+    milter: MilterDaemon,
 ) -> None:
     """Every step answered CONTINUE; a body past the spam filter's cap answered SKIP."""
     offered = 0x3FF | Milter.P_SKIP  # the steps, no "no reply" options (Sendmail 8.14)
     big = b"x" * 10_000  # above 4 x body_limit
     packets = _message("203.0.113.9")
     packets[6:7] = [_packet(b"B", big), _packet(b"B", b"more\r\n")]
-    with socket.create_connection(("127.0.0.1", hosted_milter.port), timeout=10) as conn:
+    with socket.create_connection(("127.0.0.1", milter.port), timeout=10) as conn:
         conn.sendall(_packet(b"O", struct.pack("!III", 6, Milter.CURR_ACTS, offered)))
         assert _replies(conn, b"O")[0][0] == b"O"
         answers = []
@@ -168,29 +159,27 @@ def test_an_mta_without_no_reply_options_gets_a_reply_per_step(
     assert answers[-1] == b"c"
 
 
-def test_garbage_closes_that_connection_only(hosted_milter: MilterDaemon) -> None:
+def test_garbage_closes_that_connection_only(milter: MilterDaemon) -> None:
     for garbage in (
         struct.pack("!I", 0),  # empty packet
         struct.pack("!I", 1 << 30) + b"B",  # a length no MTA sends
         _packet(b"Z", b"what"),  # no such command
         _packet(b"L", b"a\0b\0c\0"),  # a header of three strings
     ):
-        with socket.create_connection(("127.0.0.1", hosted_milter.port), timeout=10) as conn:
+        with socket.create_connection(("127.0.0.1", milter.port), timeout=10) as conn:
             conn.sendall(_packet(b"O", struct.pack("!III", 6, Milter.CURR_ACTS, OFFERED_PROTOCOL)))
             _replies(conn, b"O")
             conn.sendall(garbage)
             assert conn.recv(100) == b"", garbage  # closed, nothing answered
-    replies = _converse(hosted_milter.port, OFFERED_PROTOCOL, _message("203.0.113.9"))
+    replies = _converse(milter.port, OFFERED_PROTOCOL, _message("203.0.113.9"))
     assert replies[-1] == (b"c", b"")
-    assert "Traceback" not in hosted_milter.log_text()
+    assert "Traceback" not in milter.log_text()
 
 
 def test_many_connections_interleaved_each_get_their_own_answer(
-    hosted_milter: MilterDaemon,
+    milter: MilterDaemon,
 ) -> None:
-    conns = [
-        socket.create_connection(("127.0.0.1", hosted_milter.port), timeout=10) for _ in range(40)
-    ]
+    conns = [socket.create_connection(("127.0.0.1", milter.port), timeout=10) for _ in range(40)]
     try:
         for conn in conns:
             conn.sendall(_packet(b"O", struct.pack("!III", 6, Milter.CURR_ACTS, OFFERED_PROTOCOL)))
@@ -260,10 +249,10 @@ def test_actions_and_verdicts_are_the_bytes_libmilter_sends(
     ]
 
 
-def test_a_client_that_never_reads_its_replies_is_cut_off(hosted_milter: MilterDaemon) -> None:
+def test_a_client_that_never_reads_its_replies_is_cut_off(milter: MilterDaemon) -> None:
     """Every step answered (no no-reply options), none of it read: bounded, then closed."""
     header = _packet(b"L", b"X-Filler\0" + b"x" * 10 + b"\0")
-    with socket.create_connection(("127.0.0.1", hosted_milter.port), timeout=10) as conn:
+    with socket.create_connection(("127.0.0.1", milter.port), timeout=10) as conn:
         conn.sendall(_packet(b"O", struct.pack("!III", 6, Milter.CURR_ACTS, 0)))
         _replies(conn, b"O")
         conn.sendall(b"".join(_message("203.0.113.9")[:3]))
@@ -274,6 +263,17 @@ def test_a_client_that_never_reads_its_replies_is_cut_off(hosted_milter: MilterD
         except (ConnectionResetError, BrokenPipeError):
             cut_off = True
         assert cut_off
-    hosted_milter.wait_for_log("does not read its replies")
-    replies = _converse(hosted_milter.port, OFFERED_PROTOCOL, _message("203.0.113.9"))
+    milter.wait_for_log("does not read its replies")
+    replies = _converse(milter.port, OFFERED_PROTOCOL, _message("203.0.113.9"))
     assert replies[-1] == (b"c", b"")
+
+
+def test_sighup_reloads_and_the_milter_serves_on(milter: MilterDaemon) -> None:
+    """What ``systemctl reload`` sends (libmilter stopped on it)."""
+    assert milter.process is not None
+    mark = milter.log_mark()
+    milter.process.send_signal(signal.SIGHUP)
+    milter.wait_for_log("reload signal: reloading settings", since=mark)
+    replies = _converse(milter.port, OFFERED_PROTOCOL, _message("203.0.113.9"))
+    assert replies[-1] == (b"c", b"")
+    assert milter.process.poll() is None
